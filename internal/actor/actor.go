@@ -1,0 +1,92 @@
+// Package actor is the runtime shared by the four actor processes:
+// connecting, loading and fencing state, fetching, exactly-once batches,
+// the showstopper check, dead-lettering, acking, fault injection and the
+// go-plugin server. Each actor supplies only a Processor or a Producer.
+package actor
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/robust/robust/internal/faults"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// Sentinel errors.
+var (
+	// ErrFenced means another copy of this actor started after this one and
+	// owns its state now: this copy must stop without acking anything.
+	ErrFenced = errors.New("fenced: another copy of this actor owns its state")
+	// ErrStalled is returned by Status when the actor loop has not turned
+	// within ActorConfig.StallAfter.
+	ErrStalled = errors.New("actor loop stalled")
+)
+
+// Env is what a behaviour sees of its runtime.
+type Env struct {
+	Config protocol.ActorConfig
+	Log    *slog.Logger
+	Starts uint64 // persisted start count, this start included
+}
+
+// Out is one message to publish.
+type Out struct {
+	Subject string
+	MsgID   string // stable across redeliveries: the stream drops a republished copy
+	Data    []byte
+	Header  nats.Header
+}
+
+// Behaviour is what every actor supplies.
+type Behaviour[D any] interface {
+	// Counters reports progress for Status and the logs.
+	Counters(d *D) map[string]uint64
+}
+
+// Processor is an actor that consumes inputs (worker, logger).
+type Processor[D any] interface {
+	Behaviour[D]
+	// Inputs lists the consumers the actor reads, in the order it polls them.
+	Inputs() []protocol.Input
+	// Limit is how many messages of in the actor may take now; 0 waits.
+	Limit(in protocol.Input, d *D) int
+	// Decode parses a payload. An error wrapping protocol.ErrMalformed
+	// dead-letters the message. key is what the fault plan refers to.
+	Decode(in protocol.Input, data []byte) (key uint64, v any, err error)
+	// Apply applies a decoded message to d and returns the outputs. It runs
+	// on a working copy of the state: nothing is kept unless the batch
+	// completes.
+	Apply(env *Env, in protocol.Input, v any, d *D) []Out
+	// Discard is called instead of Apply when a message is dead-lettered.
+	Discard(in protocol.Input, d *D)
+}
+
+// Producer is an actor that only publishes (generator, heartbeat).
+type Producer[D any] interface {
+	Behaviour[D]
+	// Stream is where outputs go; its free room bounds each batch.
+	Stream() string
+	// Resume adjusts freshly loaded state to the configuration.
+	Resume(env *Env, d *D)
+	// Period paces the producer: one message per period. 0: as fast as the
+	// stream takes them.
+	Period(env *Env) time.Duration
+	// Next returns the i-th message after d's position; ok is false when
+	// there is nothing (more) to send. key is what the fault plan refers to.
+	Next(env *Env, d *D, i int) (key uint64, out Out, ok bool)
+	// Advance moves d past k sent messages.
+	Advance(d *D, k int)
+	// Done reports that the producer has nothing more to send in this run.
+	Done(env *Env, d *D) bool
+}
+
+func checkFault(env *Env, plan faults.Plan, point faults.Point, key uint64) {
+	if r, ok := plan.Hit(env.Config.Actor, point, key, env.Starts); ok {
+		inj := faults.Injected{Rule: r}
+		env.Log.Warn("injecting panic (intentional)", "fault", r.String(), "key", key)
+		panic(inj)
+	}
+}

@@ -1,0 +1,273 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/robust/robust/internal/faults"
+	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// pollWait is how long an idle processor waits on one fetch.
+const pollWait = 200 * time.Millisecond
+
+type processor[D any] struct {
+	*core[D]
+	p    Processor[D]
+	cons map[string]*input
+}
+
+type input struct {
+	in       protocol.Input
+	c        jetstream.Consumer
+	nextCSeq uint64 // next consumer delivery sequence expected; 0 after a reset
+}
+
+func newProcessor[D any](cfg protocol.ActorConfig, log *slog.Logger, p Processor[D]) (*processor[D], error) {
+	c, err := newCore[D](cfg, log, p)
+	if err != nil {
+		return nil, err
+	}
+	return &processor[D]{core: c, p: p, cons: map[string]*input{}}, nil
+}
+
+func (r *processor[D]) open(ctx context.Context) error {
+	if err := r.core.open(ctx); err != nil {
+		return err
+	}
+	for _, in := range r.p.Inputs() {
+		i := &input{in: in}
+		if err := r.reset(ctx, i); err != nil {
+			return err
+		}
+		r.cons[in.Consumer] = i
+	}
+	return nil
+}
+
+// reset recreates the consumer: every unacked message comes back at once,
+// in stream order, so the Applied high-water mark stays sound.
+func (r *processor[D]) reset(ctx context.Context, i *input) error {
+	c, err := natsx.ResetConsumer(ctx, r.js, r.topo, i.in)
+	if err != nil {
+		return err
+	}
+	i.c, i.nextCSeq = c, 0
+	return nil
+}
+
+// serve runs until ctx is cancelled (nil) or the actor must die (error).
+func (r *processor[D]) serve(ctx context.Context) error {
+	for ctx.Err() == nil {
+		r.turn()
+		st := r.state()
+		var waitOn *input
+		progressed := false
+		for _, in := range r.p.Inputs() {
+			n := min(r.p.Limit(in, &st.Data), r.env.Config.Batch)
+			if n <= 0 {
+				continue
+			}
+			i := r.cons[in.Consumer]
+			waitOn = i
+			msgs, err := fetch(i.c.FetchNoWait(n))
+			if err != nil {
+				return err
+			}
+			if len(msgs) > 0 {
+				progressed = true
+				if err := r.batch(ctx, i, msgs); err != nil {
+					return err
+				}
+				st = r.state()
+			}
+		}
+		if progressed || waitOn == nil {
+			if waitOn == nil { // nothing may be taken now: wait for state to change
+				sleep(ctx, pollWait)
+			}
+			continue
+		}
+		n := min(r.p.Limit(waitOn.in, &st.Data), r.env.Config.Batch)
+		b, err := waitOn.c.Fetch(n, jetstream.FetchMaxWait(pollWait))
+		if err != nil {
+			return fmt.Errorf("fetch %s: %w", waitOn.in.Consumer, err)
+		}
+		msgs, err := fetch(b, nil)
+		if err != nil {
+			return err
+		}
+		if len(msgs) > 0 {
+			if err := r.batch(ctx, waitOn, msgs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func fetch(b jetstream.MessageBatch, err error) ([]jetstream.Msg, error) {
+	if err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	var msgs []jetstream.Msg
+	for m := range b.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+		return msgs, fmt.Errorf("fetch: %w", err)
+	}
+	return msgs, nil
+}
+
+// delivery is a fetched message with its metadata.
+type delivery struct {
+	m   jetstream.Msg
+	seq uint64
+}
+
+// batch handles fetched messages: redeliveries of applied ones are acked and
+// skipped; a range an earlier attempt died in is retried one message at a
+// time (so that only the culprit accumulates attempts); the rest go as one
+// batch.
+func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg) error {
+	st := r.state()
+	cur := st.cursor(i.in.Consumer)
+	var todo []delivery
+	for _, m := range msgs {
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("metadata: %w", err)
+		}
+		if i.nextCSeq != 0 && md.Sequence.Consumer > i.nextCSeq {
+			// A delivery went missing between server and client: later
+			// messages must not be applied ahead of it.
+			r.env.Log.Warn("delivery gap; resetting consumer", "consumer", i.in.Consumer, "expected", i.nextCSeq, "got", md.Sequence.Consumer)
+			return r.reset(ctx, i)
+		}
+		i.nextCSeq = max(i.nextCSeq, md.Sequence.Consumer+1)
+		if md.Sequence.Stream <= cur.Applied {
+			r.env.Log.Debug("redelivery of an applied message; acking", "consumer", i.in.Consumer, "seq", md.Sequence.Stream)
+			if err := m.Ack(); err != nil {
+				r.env.Log.Warn("ack failed; the message will be skipped again", "seq", md.Sequence.Stream, "error", err)
+			}
+			continue
+		}
+		todo = append(todo, delivery{m: m, seq: md.Sequence.Stream})
+	}
+	for len(todo) > 0 {
+		st := r.state()
+		inf := st.cursor(i.in.Consumer).Inflight
+		if inf == nil || todo[0].seq > inf.To {
+			return r.run(ctx, i.in, todo, 1, "")
+		}
+		attempts := 1
+		if todo[0].seq >= inf.From {
+			attempts = inf.Attempts + 1
+		}
+		if err := r.run(ctx, i.in, todo[:1], attempts, inf.LastError); err != nil {
+			return err
+		}
+		todo = todo[1:]
+	}
+	return nil
+}
+
+// run processes ds as one unit: record the attempt, apply, publish and wait
+// for the publish acks, save the state, then ack the inputs. A crash anywhere
+// before the save leaves the inputs unacked and unapplied; a crash after it
+// leaves them applied, to be skipped when redelivered.
+func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery, attempts int, lastErr string) error {
+	cfg := r.env.Config
+	work := r.state()
+	work.cursor(in.Consumer).Inflight = &Inflight{From: ds[0].seq, To: ds[len(ds)-1].seq, Attempts: attempts, LastError: lastErr}
+	sctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if err := r.save(sctx, work); err != nil {
+		return err
+	}
+	saved := false
+	defer func() {
+		if p := recover(); p != nil {
+			if !saved {
+				r.recordPanic(in.Consumer, p)
+			}
+			panic(p)
+		}
+	}()
+
+	work = r.state()
+	var outs []Out
+	var keys []uint64
+	if len(ds) == 1 && attempts > cfg.Showstopper {
+		d := ds[0]
+		reason := fmt.Sprintf("showstopper: %d deliveries without ack", attempts-1)
+		if lastErr != "" {
+			reason += "; last error: " + lastErr
+		}
+		r.env.Log.Error("dead-lettering showstopper", "consumer", in.Consumer, "seq", d.seq, "payload", string(d.m.Data()), "reason", reason)
+		r.p.Discard(in, &work.Data)
+		outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
+	} else {
+		for _, d := range ds {
+			key, v, err := r.p.Decode(in, d.m.Data())
+			if err != nil {
+				reason := err.Error()
+				r.env.Log.Warn("dead-lettering malformed message", "consumer", in.Consumer, "seq", d.seq, "reason", reason)
+				r.p.Discard(in, &work.Data)
+				outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
+				continue
+			}
+			checkFault(&r.env, r.plan, faults.Before, key)
+			keys = append(keys, key)
+			outs = append(outs, r.p.Apply(&r.env, in, v, &work.Data)...)
+		}
+	}
+	if _, err := r.publish(sctx, outs); err != nil {
+		return err
+	}
+	r.checkFaults(faults.AfterPublish, keys)
+	cur := work.cursor(in.Consumer)
+	cur.Applied, cur.Inflight = ds[len(ds)-1].seq, nil
+	if err := r.save(sctx, work); err != nil {
+		return err
+	}
+	saved = true
+	r.checkFaults(faults.AfterSave, keys)
+	for _, d := range ds {
+		if err := d.m.Ack(); err != nil {
+			r.env.Log.Warn("ack failed; the message will be skipped when redelivered", "seq", d.seq, "error", err)
+		}
+	}
+	return nil
+}
+
+func (r *processor[D]) checkFaults(point faults.Point, keys []uint64) {
+	for _, k := range keys {
+		checkFault(&r.env, r.plan, point, k)
+	}
+}
+
+// recordPanic writes the panic into the unfinished batch's record, so that
+// the dead letter can say what killed its deliveries. Best effort: the
+// process is about to die.
+func (r *processor[D]) recordPanic(consumer string, p any) {
+	st := r.state()
+	inf := st.cursor(consumer).Inflight
+	if inf == nil {
+		return
+	}
+	inf.LastError = fmt.Sprintf("panic: %v", p)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := r.store.save(ctx, st); err != nil {
+		r.env.Log.Warn("could not record the panic in state", "error", err)
+	}
+}

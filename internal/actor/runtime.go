@@ -1,0 +1,224 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/robust/robust/internal/faults"
+	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// core is the part of the runtime shared by processors and producers.
+type core[D any] struct {
+	env   Env
+	plan  faults.Plan
+	topo  natsx.Topology
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	store store[D]
+	beh   Behaviour[D]
+
+	mu sync.Mutex
+	st State[D] // last saved state
+
+	lastTurn atomic.Int64 // unix nanoseconds
+}
+
+func newCore[D any](cfg protocol.ActorConfig, log *slog.Logger, beh Behaviour[D]) (*core[D], error) {
+	plan, err := faults.Parse(cfg.Faults)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 256
+	}
+	if cfg.Showstopper <= 0 {
+		cfg.Showstopper = 3
+	}
+	c := &core[D]{
+		env:  Env{Config: cfg, Log: log},
+		plan: plan,
+		topo: natsx.Topology{Queue: cfg.Queue},
+		beh:  beh,
+	}
+	c.turn()
+	return c, nil
+}
+
+// open connects, loads the state and claims it: the start count goes up by
+// one with a compare-and-set, fencing any older copy.
+func (c *core[D]) open(ctx context.Context) error {
+	nc, js, err := natsx.Connect(c.env.Config.NATSURL, c.env.Config.Actor)
+	if err != nil {
+		return err
+	}
+	c.nc, c.js = nc, js
+	kv, err := js.KeyValue(ctx, protocol.StateBucket)
+	if err != nil {
+		return fmt.Errorf("state bucket %s: %w", protocol.StateBucket, err)
+	}
+	c.store = store[D]{kv: kv, key: c.env.Config.Actor}
+	st, err := c.store.load(ctx)
+	if err != nil {
+		return err
+	}
+	st.Starts++
+	if p, ok := c.beh.(Producer[D]); ok {
+		p.Resume(&c.env, &st.Data)
+	}
+	c.env.Starts = st.Starts
+	if err := c.store.save(ctx, st); err != nil {
+		return err
+	}
+	c.setState(st)
+	args := []any{"start", st.Starts, "pid", os.Getpid(), "faults", c.plan.String()}
+	for k, v := range c.beh.Counters(&st.Data) {
+		args = append(args, k, v)
+	}
+	for name, cur := range st.Cursors {
+		args = append(args, name+".applied", cur.Applied)
+		if cur.Inflight != nil {
+			args = append(args, name+".unfinished", fmt.Sprintf("%d..%d after %d attempt(s)", cur.Inflight.From, cur.Inflight.To, cur.Inflight.Attempts))
+		}
+	}
+	c.env.Log.Info("started; state recovered", args...)
+	return nil
+}
+
+func (c *core[D]) close() {
+	if c.nc != nil {
+		_ = c.nc.Drain() // flushes pending acks; errors leave messages to be redelivered, never lost
+	}
+}
+
+func (c *core[D]) turn() { c.lastTurn.Store(time.Now().UnixNano()) }
+
+func (c *core[D]) setState(st State[D]) {
+	c.mu.Lock()
+	c.st = st
+	c.mu.Unlock()
+}
+
+func (c *core[D]) state() State[D] {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.clone()
+}
+
+func (c *core[D]) status() (protocol.Status, error) {
+	st := c.state()
+	s := protocol.Status{
+		Actor:    c.env.Config.Actor,
+		PID:      os.Getpid(),
+		Starts:   st.Starts,
+		Counters: copyCounters(c.beh.Counters(&st.Data)),
+	}
+	if p, ok := c.beh.(Producer[D]); ok {
+		s.Done = p.Done(&c.env, &st.Data)
+	}
+	if since := time.Since(time.Unix(0, c.lastTurn.Load())); c.env.Config.StallAfter > 0 && since > c.env.Config.StallAfter {
+		return s, fmt.Errorf("%w: no progress for %s", ErrStalled, since.Round(time.Millisecond))
+	}
+	return s, nil
+}
+
+// publish stores outs in JetStream, asynchronously with message IDs, and
+// waits for every publish ack. It returns how many outs, from the first,
+// were stored, and the first error.
+func (c *core[D]) publish(ctx context.Context, outs []Out) (int, error) {
+	futs := make([]jetstream.PubAckFuture, 0, len(outs))
+	var err error
+	for _, o := range outs {
+		m := &nats.Msg{Subject: o.Subject, Data: o.Data, Header: o.Header}
+		var f jetstream.PubAckFuture
+		f, err = c.js.PublishMsgAsync(m, jetstream.WithMsgID(o.MsgID))
+		if err != nil {
+			break
+		}
+		futs = append(futs, f)
+	}
+	for i, f := range futs {
+		select {
+		case <-f.Ok():
+		case e := <-f.Err():
+			// wait for the rest before returning, so that no publish is still in flight
+			for _, g := range futs[i+1:] {
+				select {
+				case <-g.Ok():
+				case <-g.Err():
+				case <-ctx.Done():
+				}
+			}
+			return i, fmt.Errorf("publish %s: %w", outs[i].Subject, e)
+		case <-ctx.Done():
+			return i, ctx.Err()
+		}
+	}
+	if err != nil {
+		return len(futs), fmt.Errorf("publish: %w", err)
+	}
+	return len(outs), nil
+}
+
+// save persists st (compare-and-set) and makes it the current state.
+func (c *core[D]) save(ctx context.Context, st State[D]) error {
+	if err := c.store.save(ctx, st); err != nil {
+		return err
+	}
+	c.setState(st)
+	return nil
+}
+
+// saveTimeout bounds a state write so that a lost server fails fast.
+const saveTimeout = 5 * time.Second
+
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+}
+
+// deadLetter builds the DLQ message for a delivery.
+func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, deliveries int, reason string) Out {
+	h := nats.Header{}
+	for k, v := range m.Headers() {
+		if k != protocol.HeaderMsgID {
+			h[k] = v
+		}
+	}
+	h.Set(protocol.HeaderActor, actor)
+	h.Set(protocol.HeaderReason, reason)
+	h.Set(protocol.HeaderOrigSubject, m.Subject())
+	h.Set(protocol.HeaderOrigStream, in.Stream)
+	h.Set(protocol.HeaderOrigSequence, strconv.FormatUint(seq, 10))
+	h.Set(protocol.HeaderDeliveries, strconv.Itoa(deliveries))
+	return Out{Subject: protocol.DLQSubject(actor), MsgID: protocol.DLQMsgID(in.Stream, seq), Data: m.Data(), Header: h}
+}
+
+// errCodeStoreFailed is the server's answer to a publish that a full
+// DiscardNew stream refuses ("maximum messages exceeded").
+const errCodeStoreFailed jetstream.ErrorCode = 10077
+
+func isFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,119 @@
+package actor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// State is what an actor persists under its key in the state bucket.
+type State[D any] struct {
+	Starts  uint64             `json:"starts"`            // how many times the actor has started
+	Cursors map[string]*Cursor `json:"cursors,omitempty"` // per consumer
+	Data    D                  `json:"data"`              // the behaviour's own state
+}
+
+// Cursor is an actor's progress through one input.
+type Cursor struct {
+	// Applied is the last stream sequence whose effects are saved. A delivery
+	// at or below it is a redelivery: it is acked and skipped.
+	Applied uint64 `json:"applied"`
+	// Inflight is the batch begun and not finished. Its presence on start
+	// means the predecessor died inside it.
+	Inflight *Inflight `json:"inflight,omitempty"`
+}
+
+// Inflight records a batch of deliveries being processed.
+type Inflight struct {
+	From      uint64 `json:"from"`
+	To        uint64 `json:"to"`
+	Attempts  int    `json:"attempts"`             // deliveries of this range begun, this one included
+	LastError string `json:"last_error,omitempty"` // the panic that ended the last attempt, if known
+}
+
+func (s State[D]) clone() State[D] {
+	c := s
+	c.Cursors = make(map[string]*Cursor, len(s.Cursors))
+	for k, v := range s.Cursors {
+		cv := *v
+		if v.Inflight != nil {
+			inf := *v.Inflight
+			cv.Inflight = &inf
+		}
+		c.Cursors[k] = &cv
+	}
+	return c
+}
+
+func (s *State[D]) cursor(consumer string) *Cursor {
+	if s.Cursors == nil {
+		s.Cursors = map[string]*Cursor{}
+	}
+	c := s.Cursors[consumer]
+	if c == nil {
+		c = &Cursor{}
+		s.Cursors[consumer] = c
+	}
+	return c
+}
+
+// store reads and writes one actor's state with compare-and-set on the KV
+// revision: the revision is the fencing token. A second copy of the actor
+// that started later has moved the revision on, so every write of the first
+// fails with ErrFenced.
+type store[D any] struct {
+	kv  jetstream.KeyValue
+	key string
+	rev uint64
+}
+
+func (s *store[D]) load(ctx context.Context) (State[D], error) {
+	var st State[D]
+	e, err := s.kv.Get(ctx, s.key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		s.rev = 0
+		return st, nil
+	case err != nil:
+		return st, fmt.Errorf("load state %q: %w", s.key, err)
+	}
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return st, fmt.Errorf("load state %q: %w", s.key, err)
+	}
+	s.rev = e.Revision()
+	return st, nil
+}
+
+func (s *store[D]) save(ctx context.Context, st State[D]) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("save state %q: %w", s.key, err)
+	}
+	var rev uint64
+	if s.rev == 0 {
+		rev, err = s.kv.Create(ctx, s.key, b)
+	} else {
+		rev, err = s.kv.Update(ctx, s.key, b, s.rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("%w: state %q moved past revision %d", ErrFenced, s.key, s.rev)
+	}
+	if err != nil {
+		return fmt.Errorf("save state %q: %w", s.key, err)
+	}
+	s.rev = rev
+	return nil
+}
+
+// LoadState reads an actor's persisted state without fencing anybody: for
+// the supervisor's summary and for tests.
+func LoadState[D any](ctx context.Context, kv jetstream.KeyValue, key string) (State[D], error) {
+	s := store[D]{kv: kv, key: key}
+	return s.load(ctx)
+}
+
+func copyCounters(m map[string]uint64) map[string]uint64 { return maps.Clone(m) }

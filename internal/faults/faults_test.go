@@ -1,0 +1,65 @@
+package faults
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    string
+		wantErr error
+	}{
+		{in: "", want: "none"},
+		{in: "none", want: "none"},
+		{in: "lesson", want: Lesson},
+		{in: "worker:5@after-publish/once, logger:7@after-save", want: "worker:5@after-publish/once,logger:7@after-save"},
+		{in: "worker:5@before", want: "worker:5"},
+		{in: "worker", wantErr: ErrBadPlan},
+		{in: "robot:5", wantErr: ErrBadPlan},
+		{in: "worker:-1", wantErr: ErrBadPlan},
+		{in: "worker:1@sometime", wantErr: ErrBadPlan},
+		{in: "worker:1,", wantErr: ErrBadPlan},
+	}
+	for _, tt := range tests {
+		p, err := Parse(tt.in)
+		if !errors.Is(err, tt.wantErr) {
+			t.Errorf("Parse(%q) error = %v, want %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		if err == nil && p.String() != tt.want {
+			t.Errorf("Parse(%q) = %q, want %q", tt.in, p, tt.want)
+		}
+	}
+}
+
+func TestHit(t *testing.T) {
+	p, err := Parse("lesson")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		actor  string
+		key    uint64
+		starts uint64
+		want   bool
+	}{
+		{"heartbeat", 7, 1, true},
+		{"heartbeat", 7, 2, false}, // first start only
+		{"generator", 13, 1, true},
+		{"generator", 12, 1, false},
+		{"worker", 33, 1, true},
+		{"worker", 33, 9, true}, // every delivery
+		{"logger", 41, 4, true},
+		{"logger", 33, 1, false},
+	}
+	for _, c := range cases {
+		if _, got := p.Hit(c.actor, Before, c.key, c.starts); got != c.want {
+			t.Errorf("Hit(%s, %d, starts=%d) = %v, want %v", c.actor, c.key, c.starts, got, c.want)
+		}
+	}
+	if _, got := p.Hit("worker", AfterSave, 33, 1); got {
+		t.Error("a rule for 'before' fired at after-save")
+	}
+}

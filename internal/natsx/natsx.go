@@ -1,0 +1,164 @@
+// Package natsx holds, in one place, how every process of the pipeline
+// connects to NATS and what the pipeline's streams, consumers and state
+// bucket look like. Credentials and replica counts arrive here, not in mains.
+package natsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// Topology sizes the pipeline's JetStream assets. Zero fields get defaults:
+//
+//	Queue:     1000 (unconsumed numbers, and unconsumed beats)
+//	Replicas:  1
+//	DupWindow: 10 minutes
+//	AckWait:   30 seconds
+type Topology struct {
+	Queue     int
+	Replicas  int
+	DupWindow time.Duration
+	AckWait   time.Duration
+}
+
+// DefaultDupWindow is the streams' duplicate window. It must exceed the
+// longest restart backoff by far: a message republished after a restart is
+// recognised as a duplicate only within it.
+const DefaultDupWindow = 10 * time.Minute
+
+func (t Topology) withDefaults() Topology {
+	if t.Queue <= 0 {
+		t.Queue = 1000
+	}
+	if t.Replicas <= 0 {
+		t.Replicas = 1
+	}
+	if t.DupWindow <= 0 {
+		t.DupWindow = DefaultDupWindow
+	}
+	if t.AckWait <= 0 {
+		t.AckWait = 30 * time.Second
+	}
+	return t
+}
+
+// Streams returns the configuration of every stream.
+func (t Topology) Streams() []jetstream.StreamConfig {
+	t = t.withDefaults()
+	work := func(name, subject string, max int) jetstream.StreamConfig {
+		c := jetstream.StreamConfig{
+			Name:       name,
+			Subjects:   []string{subject},
+			Retention:  jetstream.WorkQueuePolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   t.Replicas,
+			Duplicates: t.DupWindow,
+			MaxMsgs:    -1,
+		}
+		if max > 0 { // a bounded queue refuses publishes when full: backpressure, not loss
+			c.MaxMsgs, c.Discard = int64(max), jetstream.DiscardNew
+		}
+		return c
+	}
+	return []jetstream.StreamConfig{
+		work(protocol.StreamNumbers, protocol.SubjectNumbers, t.Queue),
+		work(protocol.StreamBeats, protocol.SubjectBeats, t.Queue),
+		work(protocol.StreamResults, protocol.SubjectResults, 0),
+		{ // Limits retention: inspectors such as `nats stream view` may add consumers.
+			Name:       protocol.StreamDLQ,
+			Subjects:   []string{protocol.SubjectDLQ + ".>"},
+			Retention:  jetstream.LimitsPolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   t.Replicas,
+			Duplicates: t.DupWindow,
+		},
+	}
+}
+
+// Consumer returns the durable consumer configuration of one input.
+func (t Topology) Consumer(in protocol.Input) jetstream.ConsumerConfig {
+	t = t.withDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:       in.Consumer,
+		FilterSubject: in.Subject,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       t.AckWait,
+		MaxDeliver:    -1, // the actors count failed deliveries themselves, in their state
+		MaxAckPending: 10000,
+		Replicas:      t.Replicas,
+	}
+}
+
+// Bucket returns the state bucket's configuration.
+func (t Topology) Bucket() jetstream.KeyValueConfig {
+	t = t.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      protocol.StateBucket,
+		Description: "robust actor and supervisor state",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    t.Replicas,
+	}
+}
+
+// Ensure creates or updates every stream, consumer and the state bucket.
+// It is idempotent and runs on every supervisor start.
+func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	for _, sc := range t.Streams() {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, in := range protocol.Inputs {
+		if _, err := js.CreateOrUpdateConsumer(ctx, in.Stream, t.Consumer(in)); err != nil {
+			return fmt.Errorf("consumer %s: %w", in.Consumer, err)
+		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, t.Bucket()); err != nil {
+		return fmt.Errorf("bucket %s: %w", protocol.StateBucket, err)
+	}
+	return nil
+}
+
+// ResetConsumer deletes and recreates an input's durable consumer. On a
+// work-queue stream that hands every unacknowledged message back at once, in
+// stream order: an actor calls it when it starts, so that a predecessor's
+// unfinished deliveries need not wait out AckWait.
+func ResetConsumer(ctx context.Context, js jetstream.JetStream, t Topology, in protocol.Input) (jetstream.Consumer, error) {
+	if err := js.DeleteConsumer(ctx, in.Stream, in.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("reset consumer %s: %w", in.Consumer, err)
+	}
+	c, err := js.CreateConsumer(ctx, in.Stream, t.Consumer(in))
+	if err != nil {
+		return nil, fmt.Errorf("reset consumer %s: %w", in.Consumer, err)
+	}
+	return c, nil
+}
+
+// Connect dials url with the pipeline's connection settings. name shows in
+// the server's connection list.
+func Connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url,
+		nats.Name("robust-"+name),
+		nats.Timeout(2*time.Second),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}

@@ -1,0 +1,71 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// Beat is the payload on SubjectBeats.
+type Beat struct {
+	Run  uint64 `json:"run"`  // the supervisor run the beat belongs to
+	Beat uint64 `json:"beat"` // 1-based within the run
+}
+
+// Result is the payload on SubjectResults.
+type Result struct {
+	Value uint64 `json:"value"`
+	Kind  Kind   `json:"kind"`
+	Text  string `json:"text"` // "Fizz", "Buzz", "FizzBuzz" or the number
+}
+
+// EncodeBeat returns b as JSON.
+func EncodeBeat(b Beat) []byte { return mustJSON(b) }
+
+// EncodeResult returns r as JSON.
+func EncodeResult(r Result) []byte { return mustJSON(r) }
+
+// DecodeBeat parses a payload from SubjectBeats.
+func DecodeBeat(data []byte) (Beat, error) {
+	var b Beat
+	if err := strictJSON(data, &b); err != nil {
+		return Beat{}, fmt.Errorf("%w: beat: %v", ErrMalformed, err)
+	}
+	if b.Beat == 0 {
+		return Beat{}, fmt.Errorf("%w: beat: beat number must be at least 1", ErrMalformed)
+	}
+	return b, nil
+}
+
+// DecodeResult parses a payload from SubjectResults and checks that it is the
+// FizzBuzz of its value.
+func DecodeResult(data []byte) (Result, error) {
+	var r Result
+	if err := strictJSON(data, &r); err != nil {
+		return Result{}, fmt.Errorf("%w: result: %v", ErrMalformed, err)
+	}
+	if want := FizzBuzz(r.Value); r != want {
+		return Result{}, fmt.Errorf("%w: result: %+v is not the FizzBuzz of %d", ErrMalformed, r, r.Value)
+	}
+	return r, nil
+}
+
+func strictJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data after JSON value")
+	}
+	return nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil { // only plain structs of numbers and strings pass through here
+		panic(err)
+	}
+	return b
+}

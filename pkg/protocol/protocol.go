@@ -1,0 +1,114 @@
+// Package protocol is the contract between the supervisor and the four actor
+// processes: subjects, stream, consumer and bucket names, message headers,
+// payload encodings, the go-plugin handshake and the actor RPC interface.
+//
+// Anything two processes must agree on lives here and nowhere else.
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Actor names. They are also the plugin binary names, KV keys and the
+// suffix of each actor's dead-letter subject.
+const (
+	Generator = "generator"
+	Heartbeat = "heartbeat"
+	Worker    = "worker"
+	Logger    = "logger"
+)
+
+// Actors lists every actor in start order: producers last so that consumers
+// are ready when the first message arrives.
+var Actors = []string{Logger, Worker, Generator, Heartbeat}
+
+// Subjects.
+const (
+	SubjectNumbers = "robust.numbers" // generator -> worker: a decimal number
+	SubjectBeats   = "robust.beats"   // heartbeat -> worker: a Beat as JSON
+	SubjectResults = "robust.results" // worker -> logger: a Result as JSON
+	SubjectDLQ     = "robust.dlq"     // prefix; dead letters go to robust.dlq.<actor>
+)
+
+// DLQSubject is the dead-letter subject of one actor.
+func DLQSubject(actor string) string { return SubjectDLQ + "." + actor }
+
+// Streams.
+const (
+	StreamNumbers = "NUMBERS" // work queue, bounded by --queue, DiscardNew
+	StreamBeats   = "BEATS"   // work queue, bounded by --queue, DiscardNew
+	StreamResults = "RESULTS" // work queue
+	StreamDLQ     = "DLQ"     // limits retention: kept for inspection and replay
+)
+
+// StateBucket is the JetStream KV bucket holding every actor's state (key:
+// the actor name) and the supervisor's (key: SupervisorKey).
+const (
+	StateBucket   = "robust_state"
+	SupervisorKey = "supervisor"
+)
+
+// Input names one stream an actor consumes, through its own durable consumer.
+type Input struct {
+	Stream   string
+	Subject  string
+	Consumer string
+}
+
+// The consumers, one per input.
+var (
+	WorkerNumbers = Input{Stream: StreamNumbers, Subject: SubjectNumbers, Consumer: "worker-numbers"}
+	WorkerBeats   = Input{Stream: StreamBeats, Subject: SubjectBeats, Consumer: "worker-beats"}
+	LoggerResults = Input{Stream: StreamResults, Subject: SubjectResults, Consumer: "logger-results"}
+)
+
+// Inputs lists every consumer the pipeline uses.
+var Inputs = []Input{WorkerNumbers, WorkerBeats, LoggerResults}
+
+// Headers. JetStream's own Nats-Msg-Id deduplicates republished outputs.
+const (
+	HeaderMsgID        = "Nats-Msg-Id"
+	HeaderActor        = "Robust-Actor"         // DLQ: the actor that gave up
+	HeaderReason       = "Robust-Reason"        // DLQ: why ("malformed: …", "showstopper: …")
+	HeaderOrigSubject  = "Robust-Orig-Subject"  // DLQ: where the message came from
+	HeaderOrigStream   = "Robust-Orig-Stream"   // DLQ: its stream
+	HeaderOrigSequence = "Robust-Orig-Sequence" // DLQ: its stream sequence
+	HeaderDeliveries   = "Robust-Deliveries"    // DLQ: deliveries, this one included
+)
+
+// Message IDs: stable for one logical message, so that a republish after a
+// crash is dropped by the stream's duplicate window.
+func NumberMsgID(n uint64) string               { return "n-" + strconv.FormatUint(n, 10) }
+func BeatMsgID(run, beat uint64) string         { return fmt.Sprintf("b-%d-%d", run, beat) }
+func ResultMsgID(n uint64) string               { return "r-" + strconv.FormatUint(n, 10) }
+func DLQMsgID(stream string, seq uint64) string { return fmt.Sprintf("dlq-%s-%d", stream, seq) }
+
+// ErrMalformed is wrapped by every decoding error: such a message is
+// dead-lettered at once with reason "malformed".
+var ErrMalformed = errors.New("malformed")
+
+// EncodeNumber is the payload on SubjectNumbers: the number in decimal.
+func EncodeNumber(n uint64) []byte { return strconv.AppendUint(nil, n, 10) }
+
+// DecodeNumber parses a payload from SubjectNumbers.
+func DecodeNumber(b []byte) (uint64, error) {
+	s := string(b)
+	if s == "" || strings.TrimSpace(s) != s {
+		return 0, fmt.Errorf("%w: number %q: want a decimal integer", ErrMalformed, truncate(s))
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: number %q: want a decimal integer", ErrMalformed, truncate(s))
+	}
+	return n, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

@@ -1,0 +1,94 @@
+package protocol
+
+import (
+	"net/rpc"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+)
+
+// Handshake is shared by the supervisor and every actor binary. Bump
+// ProtocolVersion when Actor or ActorConfig change incompatibly.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "ROBUST_ACTOR",
+	MagicCookieValue: "b0c4e8f1-robust-actor",
+}
+
+// PluginName is the single plugin every actor binary serves.
+const PluginName = "actor"
+
+// ActorConfig is what the supervisor hands an actor when it starts it.
+type ActorConfig struct {
+	Actor       string        // which actor this process is
+	NATSURL     string        // where the pipeline's JetStream is
+	Run         uint64        // supervisor run number (beats are counted per run)
+	Rate        time.Duration // heartbeat period; 0 = unpaced
+	Beats       uint64        // beats per run; 0 = until stopped
+	Queue       int           // bound on unconsumed numbers and beats
+	Batch       int           // messages fetched / published per batch
+	Showstopper int           // failed deliveries before a message is dead-lettered
+	Faults      string        // fault plan, see internal/faults
+	LogLevel    string        // debug, info, warn, error
+	StallAfter  time.Duration // Status fails when the actor loop has not turned for this long
+}
+
+// Status is an actor's answer to the supervisor's periodic health check.
+type Status struct {
+	Actor    string
+	PID      int
+	Starts   uint64            // this actor's starts, this one included
+	Counters map[string]uint64 // actor-specific progress (generated, beats, processed, logged…)
+	Done     bool              // heartbeat: all beats of the run are sent
+}
+
+// Actor is the RPC interface every actor process serves to the supervisor.
+type Actor interface {
+	// Start begins the actor's work in the background and returns once it
+	// has connected and loaded its state.
+	Start(cfg ActorConfig) error
+	// Status reports progress. It fails if the actor's loop is stuck: the
+	// supervisor treats that like a crash.
+	Status() (Status, error)
+	// Stop finishes the current batch and stops the work loop.
+	Stop() error
+}
+
+// PluginMap is the plugin set both sides use. The host side only needs the
+// type; the actor side sets Impl.
+func PluginMap(impl Actor) map[string]plugin.Plugin {
+	return map[string]plugin.Plugin{PluginName: &ActorPlugin{Impl: impl}}
+}
+
+// ActorPlugin adapts Actor to go-plugin's net/rpc transport.
+type ActorPlugin struct {
+	Impl Actor
+}
+
+// Server is called on the actor side.
+func (p *ActorPlugin) Server(*plugin.MuxBroker) (any, error) { return &rpcServer{impl: p.Impl}, nil }
+
+// Client is called on the supervisor side.
+func (*ActorPlugin) Client(_ *plugin.MuxBroker, c *rpc.Client) (any, error) {
+	return &rpcClient{c: c}, nil
+}
+
+type rpcClient struct{ c *rpc.Client }
+
+func (r *rpcClient) Start(cfg ActorConfig) error { return r.c.Call("Plugin.Start", cfg, new(struct{})) }
+func (r *rpcClient) Stop() error                 { return r.c.Call("Plugin.Stop", struct{}{}, new(struct{})) }
+func (r *rpcClient) Status() (Status, error) {
+	var s Status
+	err := r.c.Call("Plugin.Status", struct{}{}, &s)
+	return s, err
+}
+
+type rpcServer struct{ impl Actor }
+
+func (s *rpcServer) Start(cfg ActorConfig, _ *struct{}) error { return s.impl.Start(cfg) }
+func (s *rpcServer) Stop(_ struct{}, _ *struct{}) error       { return s.impl.Stop() }
+func (s *rpcServer) Status(_ struct{}, out *Status) error {
+	st, err := s.impl.Status()
+	*out = st
+	return err
+}

@@ -1,0 +1,70 @@
+package protocol
+
+// The actors' own state, persisted in the state bucket under the actor's
+// name (inside the runtime's envelope, field "data"). The supervisor reads
+// it for the summary.
+
+// GeneratorState: values 0 … Next-1 have been published.
+type GeneratorState struct {
+	Next uint64 `json:"next"`
+}
+
+// HeartbeatState counts beats.
+type HeartbeatState struct {
+	Run   uint64 `json:"run"`   // the run Beats counts for
+	Beats uint64 `json:"beats"` // beats sent in Run
+	Total uint64 `json:"total"` // beats sent in all runs
+}
+
+// WorkerState: each beat grants one credit; each number taken spends one.
+type WorkerState struct {
+	Credits      uint64 `json:"credits"`
+	Beats        uint64 `json:"beats"`
+	Processed    uint64 `json:"processed"`
+	DeadLettered uint64 `json:"dead_lettered"`
+}
+
+// LoggerState is the logger's tally of every result it logged.
+type LoggerState struct {
+	Tally Tally `json:"tally"`
+}
+
+// Tally counts results by kind, with checksums of the values: two tallies
+// of different sets of values almost never agree on all of Sum and SumSq,
+// so a value logged twice and another lost still shows.
+type Tally struct {
+	Fizz     uint64 `json:"fizz"`
+	Buzz     uint64 `json:"buzz"`
+	FizzBuzz uint64 `json:"fizzbuzz"`
+	Value    uint64 `json:"value"`
+	Sum      uint64 `json:"sum"`    // of the values, wrapping
+	SumSq    uint64 `json:"sum_sq"` // of the squares, wrapping
+}
+
+// Add counts one value. It returns the new count of the value's kind.
+func (t *Tally) Add(n uint64) uint64 {
+	t.Sum += n
+	t.SumSq += n * n
+	p := t.count(Classify(n))
+	*p++
+	return *p
+}
+
+// Total is the number of values counted.
+func (t Tally) Total() uint64 { return t.Fizz + t.Buzz + t.FizzBuzz + t.Value }
+
+// Count is the number of values of kind k.
+func (t Tally) Count(k Kind) uint64 { return *t.count(k) }
+
+func (t *Tally) count(k Kind) *uint64 {
+	switch k {
+	case KindFizz:
+		return &t.Fizz
+	case KindBuzz:
+		return &t.Buzz
+	case KindFizzBuzz:
+		return &t.FizzBuzz
+	default:
+		return &t.Value
+	}
+}
