@@ -54,7 +54,8 @@ type Processor[D any] interface {
 	// Limit is how many messages of in the actor may take now; 0 waits.
 	Limit(in protocol.Input, d *D) int
 	// Decode parses a payload. An error wrapping protocol.ErrMalformed
-	// dead-letters the message. key is what the fault plan refers to.
+	// dead-letters the message. key is what the fault plan refers to, or
+	// NoKey.
 	Decode(in protocol.Input, data []byte) (key uint64, v any, err error)
 	// Apply applies a decoded message to d and returns the outputs. It runs
 	// on a working copy of the state: nothing is kept unless the batch
@@ -83,7 +84,13 @@ type Producer[D any] interface {
 	Done(env *Env, d *D) bool
 }
 
+// NoKey is the fault key of a message that no fault rule refers to.
+const NoKey = ^uint64(0)
+
 func checkFault(env *Env, plan faults.Plan, point faults.Point, key uint64) {
+	if key == NoKey {
+		return
+	}
 	if r, ok := plan.Hit(env.Config.Actor, point, key, env.Starts); ok {
 		inj := faults.Injected{Rule: r}
 		env.Log.Warn("injecting panic (intentional)", "fault", r.String(), "key", key)

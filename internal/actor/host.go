@@ -48,7 +48,9 @@ func serve(newSvc func(protocol.ActorConfig, *slog.Logger) (service, error)) {
 		fmt.Fprintf(os.Stderr, "%s is a robust actor process; the supervisor starts it. Run bin/supervisor instead.\n", filepath.Base(os.Args[0]))
 		os.Exit(2)
 	}
-	h := &Host{newSvc: newSvc}
+	// plugin.Serve replaces os.Stderr with a pipe of its own; the host parses
+	// log lines from the real one, file descriptor 2.
+	h := &Host{newSvc: newSvc, stderr: os.Stderr}
 	go watchParent(os.Getppid())
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: protocol.Handshake,
@@ -73,6 +75,7 @@ func watchParent(ppid int) {
 // Host implements protocol.Actor in the actor process.
 type Host struct {
 	newSvc func(protocol.ActorConfig, *slog.Logger) (service, error)
+	stderr io.Writer
 
 	mu       sync.Mutex
 	svc      service
@@ -91,7 +94,7 @@ func (h *Host) Start(cfg protocol.ActorConfig) error {
 	if h.svc != nil {
 		return errors.New("actor already started")
 	}
-	log := NewLogger(os.Stderr, cfg.LogLevel)
+	log := NewLogger(h.stderr, cfg.LogLevel)
 	svc, err := h.newSvc(cfg, log)
 	if err != nil {
 		return err

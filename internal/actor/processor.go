@@ -166,13 +166,19 @@ func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg
 		st := r.state()
 		inf := st.cursor(i.in.Consumer).Inflight
 		if inf == nil || todo[0].seq > inf.To {
-			return r.run(ctx, i.in, todo, 1, "")
+			return r.run(ctx, i.in, todo, 1, "", nil)
 		}
-		attempts := 1
+		// Retry the unfinished range one message at a time, keeping the
+		// rest of the range on record until each has gone through.
+		attempts, lastErr := 1, ""
+		var rest *Inflight
 		if todo[0].seq >= inf.From {
-			attempts = inf.Attempts + 1
+			attempts, lastErr = inf.Attempts+1, inf.LastError
 		}
-		if err := r.run(ctx, i.in, todo[:1], attempts, inf.LastError); err != nil {
+		if todo[0].seq < inf.To {
+			rest = &Inflight{From: todo[0].seq + 1, To: inf.To, Attempts: inf.Attempts, LastError: inf.LastError}
+		}
+		if err := r.run(ctx, i.in, todo[:1], attempts, lastErr, rest); err != nil {
 			return err
 		}
 		todo = todo[1:]
@@ -183,8 +189,9 @@ func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg
 // run processes ds as one unit: record the attempt, apply, publish and wait
 // for the publish acks, save the state, then ack the inputs. A crash anywhere
 // before the save leaves the inputs unacked and unapplied; a crash after it
-// leaves them applied, to be skipped when redelivered.
-func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery, attempts int, lastErr string) error {
+// leaves them applied, to be skipped when redelivered. rest is the unfinished
+// range left on record once ds has gone through.
+func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery, attempts int, lastErr string, rest *Inflight) error {
 	cfg := r.env.Config
 	work := r.state()
 	work.cursor(in.Consumer).Inflight = &Inflight{From: ds[0].seq, To: ds[len(ds)-1].seq, Attempts: attempts, LastError: lastErr}
@@ -235,7 +242,7 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 	}
 	r.checkFaults(faults.AfterPublish, keys)
 	cur := work.cursor(in.Consumer)
-	cur.Applied, cur.Inflight = ds[len(ds)-1].seq, nil
+	cur.Applied, cur.Inflight = ds[len(ds)-1].seq, rest
 	if err := r.save(sctx, work); err != nil {
 		return err
 	}

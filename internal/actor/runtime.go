@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"os"
 	"strconv"
 	"sync"
@@ -83,10 +85,12 @@ func (c *core[D]) open(ctx context.Context) error {
 	}
 	c.setState(st)
 	args := []any{"start", st.Starts, "pid", os.Getpid(), "faults", c.plan.String()}
-	for k, v := range c.beh.Counters(&st.Data) {
-		args = append(args, k, v)
+	counters := c.beh.Counters(&st.Data)
+	for _, k := range slices.Sorted(maps.Keys(counters)) {
+		args = append(args, k, counters[k])
 	}
-	for name, cur := range st.Cursors {
+	for _, name := range slices.Sorted(maps.Keys(st.Cursors)) {
+		cur := st.Cursors[name]
 		args = append(args, name+".applied", cur.Applied)
 		if cur.Inflight != nil {
 			args = append(args, name+".unfinished", fmt.Sprintf("%d..%d after %d attempt(s)", cur.Inflight.From, cur.Inflight.To, cur.Inflight.Attempts))

@@ -91,7 +91,7 @@ func (Worker) Limit(in protocol.Input, d *protocol.WorkerState) int {
 func (Worker) Decode(in protocol.Input, data []byte) (uint64, any, error) {
 	if in == protocol.WorkerBeats {
 		b, err := protocol.DecodeBeat(data)
-		return b.Beat, b, err
+		return actor.NoKey, b, err // faults refer to numbers, not beats
 	}
 	n, err := protocol.DecodeNumber(data)
 	return n, n, err

@@ -1,0 +1,25 @@
+GO      ?= go
+BIN     := bin
+ACTORS  := generator heartbeat worker logger
+export CGO_ENABLED ?= 0
+
+.PHONY: build run test vet clean fuzz
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build
+	$(BIN)/supervisor --rate 1000 --beats 60
+
+# The whole suite: unit tests and end-to-end tests with real processes.
+test: build
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+vet:
+	$(GO) vet ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./pkg/protocol/
+
+clean:
+	rm -rf $(BIN) data

@@ -1,0 +1,147 @@
+// Package supervisor runs the pipeline: it embeds (or connects to) a NATS
+// server with JetStream, creates the streams, consumers and state bucket,
+// starts each actor process through go-plugin, restarts any that dies or
+// hangs, ends the run gracefully and proves it with a summary.
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/robust/robust/internal/faults"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// Config is the supervisor's configuration. Zero fields get defaults:
+//
+//	DataDir:      ./data
+//	NATSListen:   127.0.0.1:4222 (when NATSURL is empty: the embedded server)
+//	Rate:         0 (unpaced) — the command line's default is 1s
+//	Queue:        1000
+//	Batch:        256
+//	Showstopper:  3
+//	DrainTimeout: 10s
+//	Faults:       "" (none) — the command line's default is "lesson"
+//	StallAfter:   5s (an actor whose loop stands still this long is hung)
+//	PingEvery:    250ms, PingTimeout: 2s
+type Config struct {
+	DataDir    string
+	NATSListen string
+	NATSURL    string // use this server instead of embedding one
+	BinDir     string // where the actor binaries are
+
+	Rate        time.Duration
+	Beats       uint64
+	Queue       int
+	Batch       int
+	Showstopper int
+	Faults      string
+
+	DrainTimeout time.Duration
+	Policy       Policy
+	StallAfter   time.Duration
+	PingEvery    time.Duration
+	PingTimeout  time.Duration
+
+	Log      *slog.Logger
+	LogLevel string // handed to the actors
+}
+
+// Errors.
+var (
+	// ErrConfig is wrapped by every configuration error.
+	ErrConfig = errors.New("bad configuration")
+	// ErrLocked means another supervisor runs on the same data dir.
+	ErrLocked = errors.New("data dir in use by another supervisor")
+)
+
+// GiveUpError is returned when an actor restarted more often than the
+// restart intensity allows.
+type GiveUpError struct {
+	Actor    string
+	Restarts int
+	Window   time.Duration
+	Cause    string
+}
+
+func (e *GiveUpError) Error() string {
+	return fmt.Sprintf("giving up: %s restarted more than %d times within %s; last exit: %s", e.Actor, e.Restarts, e.Window, e.Cause)
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.NATSListen == "" {
+		c.NATSListen = "127.0.0.1:4222"
+	}
+	if c.Queue <= 0 {
+		c.Queue = 1000
+	}
+	if c.Batch <= 0 {
+		c.Batch = 256
+	}
+	if c.Showstopper <= 0 {
+		c.Showstopper = 3
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.StallAfter <= 0 {
+		c.StallAfter = 5 * time.Second
+	}
+	if c.PingEvery <= 0 {
+		c.PingEvery = 250 * time.Millisecond
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 2 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	c.Policy = c.Policy.withDefaults()
+}
+
+// Validate checks what can be checked without touching the machine.
+func (c *Config) Validate() error {
+	if c.Rate < 0 {
+		return fmt.Errorf("%w: --rate must be 0 (unpaced) or more milliseconds", ErrConfig)
+	}
+	if c.Queue < 1 {
+		return fmt.Errorf("%w: --queue must be at least 1", ErrConfig)
+	}
+	if c.Batch < 1 || c.Batch > 4096 {
+		return fmt.Errorf("%w: --batch must be between 1 and 4096", ErrConfig)
+	}
+	if c.Showstopper < 1 {
+		return fmt.Errorf("%w: --showstopper must be at least 1", ErrConfig)
+	}
+	if _, err := faults.Parse(c.Faults); err != nil {
+		return fmt.Errorf("%w: --faults: %v", ErrConfig, err)
+	}
+	if c.NATSURL == "" {
+		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
+			return fmt.Errorf("%w: --nats-listen %q: want host:port, e.g. 127.0.0.1:4222", ErrConfig, c.NATSListen)
+		}
+	}
+	return nil
+}
+
+func (c *Config) actorConfig(name, url string, run uint64) protocol.ActorConfig {
+	return protocol.ActorConfig{
+		Actor:       name,
+		NATSURL:     url,
+		Run:         run,
+		Rate:        c.Rate,
+		Beats:       c.Beats,
+		Queue:       c.Queue,
+		Batch:       c.Batch,
+		Showstopper: c.Showstopper,
+		Faults:      c.Faults,
+		LogLevel:    c.LogLevel,
+		StallAfter:  c.StallAfter,
+	}
+}

@@ -1,0 +1,262 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// DeadLetter is one message in the DLQ stream.
+type DeadLetter struct {
+	Seq        uint64  `json:"seq"` // in the DLQ stream
+	Actor      string  `json:"actor"`
+	Value      *uint64 `json:"value"` // nil when the payload is no generated value (malformed, or a beat)
+	Reason     string  `json:"reason"`
+	Subject    string  `json:"subject"` // where it came from
+	Deliveries int     `json:"deliveries"`
+	Payload    string  `json:"payload"`
+}
+
+// Summary is the accounting at the end of a run. It covers everything the
+// data dir has seen, across runs.
+type Summary struct {
+	OK           bool              `json:"ok"`
+	Run          uint64            `json:"run"`
+	Beats        uint64            `json:"beats"` // in this run
+	Generated    uint64            `json:"generated"`
+	Processed    uint64            `json:"processed"` // by the worker
+	Logged       uint64            `json:"logged"`
+	Queued       uint64            `json:"queued"` // generated values neither logged nor dead-lettered yet
+	DeadLettered []DeadLetter      `json:"dead_lettered"`
+	Starts       map[string]uint64 `json:"starts"`
+	Restarts     map[string]uint64 `json:"restarts"`     // all runs
+	RunRestarts  map[string]uint64 `json:"run_restarts"` // this supervisor's
+	LastCause    map[string]string `json:"last_cause,omitempty"`
+	Counts       protocol.Tally    `json:"counts"`   // the logger's
+	Expected     protocol.Tally    `json:"expected"` // the FizzBuzz of exactly the values logged
+	Problems     []string          `json:"problems,omitempty"`
+}
+
+// Summarize reads the pipeline's state and streams and reconciles them.
+func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
+	gen, err := actor.LoadState[protocol.GeneratorState](ctx, s.kv, protocol.Generator)
+	if err != nil {
+		return nil, err
+	}
+	hb, err := actor.LoadState[protocol.HeartbeatState](ctx, s.kv, protocol.Heartbeat)
+	if err != nil {
+		return nil, err
+	}
+	wk, err := actor.LoadState[protocol.WorkerState](ctx, s.kv, protocol.Worker)
+	if err != nil {
+		return nil, err
+	}
+	lg, err := actor.LoadState[protocol.LoggerState](ctx, s.kv, protocol.Logger)
+	if err != nil {
+		return nil, err
+	}
+	sup, err := s.loadSup(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dlq, err := readDLQ(ctx, s.js)
+	if err != nil {
+		return nil, err
+	}
+	applied := func(st map[string]*actor.Cursor, in protocol.Input) uint64 {
+		if c := st[in.Consumer]; c != nil {
+			return c.Applied
+		}
+		return 0
+	}
+	var queued []uint64
+	err = eachMsg(ctx, s.js, protocol.StreamNumbers, applied(wk.Cursors, protocol.WorkerNumbers)+1, func(m *jetstream.RawStreamMsg) {
+		if n, err := protocol.DecodeNumber(m.Data); err == nil {
+			queued = append(queued, n)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = eachMsg(ctx, s.js, protocol.StreamResults, applied(lg.Cursors, protocol.LoggerResults)+1, func(m *jetstream.RawStreamMsg) {
+		if r, err := protocol.DecodeResult(m.Data); err == nil {
+			queued = append(queued, r.Value)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	sum := &Summary{
+		Run:          sup.Run,
+		Beats:        hb.Data.Beats,
+		Generated:    gen.Data.Next,
+		Processed:    wk.Data.Processed,
+		Logged:       lg.Data.Tally.Total(),
+		DeadLettered: dlq,
+		Starts: map[string]uint64{
+			protocol.Generator: gen.Starts, protocol.Heartbeat: hb.Starts,
+			protocol.Worker: wk.Starts, protocol.Logger: lg.Starts,
+		},
+		Restarts:    map[string]uint64{},
+		RunRestarts: map[string]uint64{},
+		LastCause:   sup.LastCause,
+		Counts:      lg.Data.Tally,
+	}
+	s.mu.Lock()
+	for _, a := range protocol.Actors {
+		sum.Restarts[a] = sup.Restarts[a]
+		sum.RunRestarts[a] = s.actors[a].Restarts
+	}
+	s.mu.Unlock()
+	sum.Expected, sum.Queued, sum.Problems = reconcile(sum.Generated, dlq, queued, sum.Counts)
+	sum.OK = len(sum.Problems) == 0
+	return sum, nil
+}
+
+// reconcile checks the promise: every generated value is logged exactly
+// once, dead-lettered exactly once, or still queued. It returns the tally
+// the logger should have (of exactly the values neither dead-lettered nor
+// queued), how many values are queued, and what does not add up.
+func reconcile(generated uint64, dlq []DeadLetter, queuedValues []uint64, logged protocol.Tally) (expected protocol.Tally, queued uint64, problems []string) {
+	dead := map[uint64]bool{}
+	for _, d := range dlq {
+		if d.Value == nil {
+			continue
+		}
+		v := *d.Value
+		switch {
+		case v >= generated:
+			problems = append(problems, fmt.Sprintf("value %d was dead-lettered but never generated", v))
+		case dead[v]:
+			problems = append(problems, fmt.Sprintf("value %d was dead-lettered twice", v))
+		}
+		dead[v] = true
+	}
+	q := map[uint64]bool{}
+	for _, v := range queuedValues {
+		if v >= generated {
+			problems = append(problems, fmt.Sprintf("value %d is queued but was never generated", v))
+		}
+		if !dead[v] {
+			q[v] = true
+		}
+	}
+	for v := range generated {
+		if !dead[v] && !q[v] {
+			expected.Add(v)
+		}
+	}
+	queued = uint64(len(q))
+	if logged != expected {
+		var diffs []string
+		for _, k := range protocol.Kinds {
+			if g, w := logged.Count(k), expected.Count(k); g != w {
+				diffs = append(diffs, fmt.Sprintf("%s %d, expected %d", k, g, w))
+			}
+		}
+		if logged.Sum != expected.Sum || logged.SumSq != expected.SumSq {
+			diffs = append(diffs, "checksums of the logged values differ")
+		}
+		problems = append(problems, fmt.Sprintf("logged %d values, expected %d (%s): values were lost or applied twice",
+			logged.Total(), expected.Total(), strings.Join(diffs, "; ")))
+	}
+	return expected, queued, problems
+}
+
+func readDLQ(ctx context.Context, js jetstream.JetStream) ([]DeadLetter, error) {
+	var out []DeadLetter
+	err := eachMsg(ctx, js, protocol.StreamDLQ, 1, func(m *jetstream.RawStreamMsg) {
+		d := DeadLetter{
+			Seq:     m.Sequence,
+			Actor:   m.Header.Get(protocol.HeaderActor),
+			Reason:  m.Header.Get(protocol.HeaderReason),
+			Subject: m.Header.Get(protocol.HeaderOrigSubject),
+			Payload: string(m.Data),
+		}
+		d.Deliveries, _ = strconv.Atoi(m.Header.Get(protocol.HeaderDeliveries))
+		switch d.Subject {
+		case protocol.SubjectNumbers:
+			if n, err := protocol.DecodeNumber(m.Data); err == nil {
+				d.Value = &n
+			}
+		case protocol.SubjectResults:
+			if r, err := protocol.DecodeResult(m.Data); err == nil {
+				d.Value = &r.Value
+			}
+		}
+		out = append(out, d)
+	})
+	return out, err
+}
+
+// eachMsg calls f for every message of a stream from sequence from on.
+func eachMsg(ctx context.Context, js jetstream.JetStream, stream string, from uint64, f func(*jetstream.RawStreamMsg)) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	for seq := max(from, info.State.FirstSeq); seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("stream %s seq %d: %w", stream, seq, err)
+		}
+		f(m)
+	}
+	return nil
+}
+
+// WriteText prints the summary for people.
+func (s *Summary) WriteText(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("\n== summary: run %d, %d beats ==\n", s.Run, s.Beats)
+	p("%-10s %7s %9s %9s  %s\n", "actor", "starts", "restarts", "this run", "last exit")
+	for _, a := range []string{protocol.Heartbeat, protocol.Generator, protocol.Worker, protocol.Logger} {
+		p("%-10s %7d %9d %9d  %s\n", a, s.Starts[a], s.Restarts[a], s.RunRestarts[a], s.LastCause[a])
+	}
+	p("generated %d, processed %d, logged %d, dead-lettered %d, queued %d\n",
+		s.Generated, s.Processed, s.Logged, len(s.DeadLettered), s.Queued)
+	dl := slices.Clone(s.DeadLettered)
+	for _, d := range dl {
+		v := "(no value)"
+		if d.Value != nil {
+			v = strconv.FormatUint(*d.Value, 10)
+		}
+		p("  dead letter %d: %s %s after %d deliveries: %s\n", d.Seq, d.Actor, v, d.Deliveries, d.Reason)
+	}
+	t := s.Counts
+	p("counts: fizz %d, buzz %d, fizzbuzz %d, value %d\n", t.Fizz, t.Buzz, t.FizzBuzz, t.Value)
+	values := 0
+	for _, d := range s.DeadLettered {
+		if d.Value != nil {
+			values++
+		}
+	}
+	p("check: generated %d = logged %d + dead-lettered %d + queued %d\n", s.Generated, s.Logged, values, s.Queued)
+	if s.OK {
+		p("no loss, no duplicates\n")
+		return
+	}
+	for _, pr := range s.Problems {
+		p("PROBLEM: %s\n", pr)
+	}
+}

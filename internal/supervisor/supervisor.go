@@ -1,0 +1,470 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// supState is the supervisor's persisted state (key SupervisorKey).
+type supState struct {
+	Run       uint64            `json:"run"`       // the current or last run
+	Completed bool              `json:"completed"` // the run reached its last beat and drained
+	Restarts  map[string]uint64 `json:"restarts"`  // per actor, all runs
+	LastCause map[string]string `json:"last_cause,omitempty"`
+}
+
+// ActorState is what the supervisor knows of one actor right now.
+type ActorState struct {
+	Name      string
+	PID       int
+	State     string // starting, running, backing off, given up, stopped
+	Since     time.Time
+	Restarts  uint64 // this run
+	LastCause string
+	Status    protocol.Status // the last health check's answer
+}
+
+// Supervisor runs one pipeline.
+type Supervisor struct {
+	cfg Config
+	log *slog.Logger
+
+	url string
+	run uint64
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	kv  jetstream.KeyValue
+
+	aborted atomic.Bool
+
+	mu       sync.Mutex
+	sup      supState
+	actors   map[string]*ActorState
+	children map[string]*child
+}
+
+// New checks cfg and returns a Supervisor.
+func New(cfg Config) (*Supervisor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	if cfg.Policy.Jitter == nil {
+		cfg.Policy.Jitter = rand.Float64
+	}
+	s := &Supervisor{cfg: cfg, log: cfg.Log.With("actor", "supervisor"), actors: map[string]*ActorState{}, children: map[string]*child{}}
+	for _, a := range protocol.Actors {
+		s.actors[a] = &ActorState{Name: a, State: "starting"}
+	}
+	return s, nil
+}
+
+func (s *Supervisor) binPath(name string) string {
+	dir := s.cfg.BinDir
+	if dir == "" {
+		if exe, err := os.Executable(); err == nil {
+			dir = filepath.Dir(exe)
+		}
+	}
+	return filepath.Join(dir, name)
+}
+
+// URL is the NATS URL the pipeline runs on, once Run has started it.
+func (s *Supervisor) URL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url
+}
+
+// Actors returns a snapshot of every actor's state.
+func (s *Supervisor) Actors() []ActorState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []ActorState
+	for _, a := range protocol.Actors {
+		out = append(out, *s.actors[a])
+	}
+	return out
+}
+
+// Run runs the pipeline until the heartbeat's last beat has been processed,
+// ctx is cancelled (a graceful stop: producers stop, the rest drains), or
+// an actor exhausts its restarts. abort ends everything at once. The
+// summary is returned whenever the pipeline's state could be read.
+func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
+	for _, a := range protocol.Actors {
+		if _, err := os.Stat(s.binPath(a)); err != nil {
+			return nil, fmt.Errorf("actor binary %s not found: run `make build`, or pass --bin-dir with the directory holding generator, heartbeat, worker and logger", s.binPath(a))
+		}
+	}
+	url := s.cfg.NATSURL
+	if url == "" {
+		lock, err := lockDataDir(s.cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		defer lock.Close()
+		ns, err := startServer(s.cfg.NATSListen, s.cfg.DataDir, s.cfg.Log.With("actor", "nats"))
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		url = ns.ClientURL()
+	}
+	nc, js, err := natsx.Connect(url, "supervisor")
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	s.mu.Lock()
+	s.url, s.nc, s.js = url, nc, js
+	s.mu.Unlock()
+
+	setup, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := natsx.Ensure(setup, js, natsx.Topology{Queue: s.cfg.Queue}); err != nil {
+		return nil, fmt.Errorf("set up JetStream: %w", err)
+	}
+	if s.kv, err = js.KeyValue(setup, protocol.StateBucket); err != nil {
+		return nil, fmt.Errorf("state bucket: %w", err)
+	}
+	if err := s.beginRun(setup); err != nil {
+		return nil, err
+	}
+	s.log.Info("pipeline starting", "run", s.run, "nats", url, "data_dir", s.cfg.DataDir, "rate", s.cfg.Rate, "beats", s.cfg.Beats, "faults", s.cfg.Faults)
+
+	go func() { // a second signal: kill everything now
+		select {
+		case <-abort.Done():
+			s.aborted.Store(true)
+			s.killAll()
+		case <-setup.Done():
+		}
+	}()
+	runErr, completed := s.supervise(ctx, abort)
+
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer scancel()
+	if completed {
+		if err := s.updateSup(sctx, func(st *supState) { st.Completed = true }); err != nil {
+			s.log.Warn("could not mark the run completed", "error", err)
+		}
+	}
+	sum, err := s.Summarize(sctx)
+	if err != nil {
+		return nil, errors.Join(runErr, err)
+	}
+	return sum, runErr
+}
+
+// beginRun continues an unfinished run, or starts the next.
+func (s *Supervisor) beginRun(ctx context.Context) error {
+	st, err := s.loadSup(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Run == 0 || st.Completed {
+		st.Run++
+		st.Completed = false
+	} else {
+		s.log.Info("resuming an unfinished run", "run", st.Run)
+	}
+	if st.Restarts == nil {
+		st.Restarts = map[string]uint64{}
+	}
+	if _, err := s.kv.Put(ctx, protocol.SupervisorKey, mustJSON(st)); err != nil {
+		return fmt.Errorf("save supervisor state: %w", err)
+	}
+	s.mu.Lock()
+	s.sup, s.run = st, st.Run
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Supervisor) loadSup(ctx context.Context) (supState, error) {
+	var st supState
+	e, err := s.kv.Get(ctx, protocol.SupervisorKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("load supervisor state: %w", err)
+	}
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return st, fmt.Errorf("load supervisor state: %w", err)
+	}
+	return st, nil
+}
+
+func (s *Supervisor) updateSup(ctx context.Context, f func(*supState)) error {
+	s.mu.Lock()
+	f(&s.sup)
+	b := mustJSON(s.sup)
+	s.mu.Unlock()
+	_, err := s.kv.Put(ctx, protocol.SupervisorKey, b)
+	return err
+}
+
+// supervise starts the actors, waits for the end of the run, stops the
+// producers, drains and stops the rest. completed: the run reached its last beat.
+func (s *Supervisor) supervise(ctx, abort context.Context) (runErr error, completed bool) {
+	consCtx, stopCons := context.WithCancel(context.Background())
+	defer stopCons()
+	prodCtx, stopProd := context.WithCancel(context.Background())
+	defer stopProd()
+	errc := make(chan error, len(protocol.Actors))
+	var cons, prod sync.WaitGroup
+	for _, a := range protocol.Actors {
+		actx, wg := consCtx, &cons
+		if a == protocol.Generator || a == protocol.Heartbeat {
+			actx, wg = prodCtx, &prod
+		}
+		wg.Go(func() {
+			if err := s.superviseActor(actx, a); err != nil {
+				errc <- err
+			}
+		})
+	}
+
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			s.log.Info("stop requested: stopping the producers, draining the rest (again to stop at once)")
+			break wait
+		case <-abort.Done():
+			break wait
+		case runErr = <-errc:
+			s.log.Error(runErr.Error())
+			break wait
+		case <-tick.C:
+			if s.heartbeatDone() {
+				completed = true
+				s.log.Info("last beat sent; draining", "beats", s.cfg.Beats)
+				break wait
+			}
+		}
+	}
+	stopProd()
+	prod.Wait()
+	if runErr == nil && !s.aborted.Load() {
+		if err := s.drain(abort); err != nil {
+			s.log.Warn(err.Error())
+			completed = false
+		}
+	}
+	stopCons()
+	cons.Wait()
+	select {
+	case err := <-errc:
+		if runErr == nil {
+			runErr = err
+		}
+	default:
+	}
+	if runErr != nil || s.aborted.Load() {
+		completed = false
+	}
+	return runErr, completed
+}
+
+func (s *Supervisor) heartbeatDone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.actors[protocol.Heartbeat]
+	return a.State == "running" && a.Status.Done
+}
+
+// drain waits until every beat is spent and every result logged, or the
+// drain timeout passes.
+func (s *Supervisor) drain(abort context.Context) error {
+	deadline := time.Now().Add(s.cfg.DrainTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		left, err := s.inFlight(ctx)
+		cancel()
+		if err == nil && left == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				left = err.Error()
+			}
+			return fmt.Errorf("drain timeout (%s) passed with work left: %s", s.cfg.DrainTimeout, left)
+		}
+		select {
+		case <-abort.Done():
+			return errors.New("aborted while draining")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// inFlight says what work is left, or "" when the pipeline is drained.
+func (s *Supervisor) inFlight(ctx context.Context) (string, error) {
+	msgs := map[string]uint64{}
+	for _, name := range []string{protocol.StreamNumbers, protocol.StreamBeats, protocol.StreamResults} {
+		st, err := s.js.Stream(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return "", err
+		}
+		msgs[name] = info.State.Msgs
+	}
+	w, err := actor.LoadState[protocol.WorkerState](ctx, s.kv, protocol.Worker)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case msgs[protocol.StreamBeats] > 0:
+		return fmt.Sprintf("%d beats not yet taken by the worker", msgs[protocol.StreamBeats]), nil
+	case w.Data.Credits > 0 && msgs[protocol.StreamNumbers] > 0:
+		return fmt.Sprintf("worker has %d beats to spend", w.Data.Credits), nil
+	case msgs[protocol.StreamResults] > 0:
+		return fmt.Sprintf("%d results not yet logged", msgs[protocol.StreamResults]), nil
+	}
+	return "", nil
+}
+
+// superviseActor keeps one actor running until ctx is done (nil) or its
+// restarts exceed the intensity (a *GiveUpError).
+func (s *Supervisor) superviseActor(ctx context.Context, name string) error {
+	tracker := NewTracker(s.cfg.Policy)
+	for {
+		started := time.Now()
+		s.setState(name, "starting", 0)
+		c, err := s.spawn(name)
+		var cause string
+		if err != nil {
+			cause = err.Error()
+		} else {
+			s.setChild(name, c)
+			cause, err = c.watch(ctx, s.cfg.PingEvery, s.cfg.PingTimeout, func(st protocol.Status) { s.setStatus(name, st) })
+			s.setChild(name, nil)
+			if errors.Is(err, errStopped) {
+				if s.aborted.Load() {
+					c.kill()
+				} else {
+					c.stop(10 * time.Second)
+				}
+				s.setState(name, "stopped", 0)
+				return nil
+			}
+		}
+		if ctx.Err() != nil && s.aborted.Load() {
+			s.setState(name, "stopped", 0)
+			return nil
+		}
+		delay, giveUp := tracker.Failed(started, time.Now())
+		n := s.recordRestart(name, cause)
+		if giveUp {
+			s.setState(name, "given up", 0)
+			return &GiveUpError{Actor: name, Restarts: s.cfg.Policy.Intensity, Window: s.cfg.Policy.Window, Cause: cause}
+		}
+		s.log.Warn(fmt.Sprintf("%s exited: %s, restart #%d in %s", name, cause, n, delay.Round(time.Millisecond)))
+		s.setState(name, "backing off", 0)
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			s.setState(name, "stopped", 0)
+			return nil
+		}
+	}
+}
+
+// recordRestart counts a restart (persisted) and returns the actor's total.
+func (s *Supervisor) recordRestart(name, cause string) uint64 {
+	s.mu.Lock()
+	s.actors[name].Restarts++
+	s.actors[name].LastCause = cause
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var n uint64
+	err := s.updateSup(ctx, func(st *supState) {
+		if st.LastCause == nil {
+			st.LastCause = map[string]string{}
+		}
+		st.Restarts[name]++
+		st.LastCause[name] = cause
+		n = st.Restarts[name]
+	})
+	if err != nil {
+		s.log.Warn("could not persist the restart count", "actor", name, "error", err)
+	}
+	return n
+}
+
+func (s *Supervisor) setState(name, state string, pid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.actors[name]
+	a.State, a.Since = state, time.Now()
+	if pid != 0 || state != "running" {
+		a.PID = pid
+	}
+}
+
+func (s *Supervisor) setChild(name string, c *child) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c == nil {
+		delete(s.children, name)
+		return
+	}
+	s.children[name] = c
+	a := s.actors[name]
+	a.State, a.Since, a.PID = "running", time.Now(), c.pid()
+}
+
+func (s *Supervisor) setStatus(name string, st protocol.Status) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.actors[name].Status = st
+}
+
+func (s *Supervisor) killAll() {
+	s.mu.Lock()
+	cs := make([]*child, 0, len(s.children))
+	for _, c := range s.children {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		if p := c.cmd.Process; p != nil {
+			_ = p.Kill()
+		}
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
