@@ -153,6 +153,10 @@ func (t *tail) Write(p []byte) (int, error) {
 
 func (t *tail) line(l string) {
 	switch {
+	case strings.HasPrefix(l, "WARNING: DATA RACE"): // an actor built with -race
+		if t.panic == "" {
+			t.panic = "data race detected (build with -race; run with --log-level debug for the report)"
+		}
 	case strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: "):
 		if t.panic == "" {
 			t.panic = strings.TrimSuffix(strings.TrimSuffix(l, " [recovered, repanicked]"), " [recovered]")

@@ -1,0 +1,316 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/internal/supervisor"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// binDir holds the supervisor and actor binaries, built once for the package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "robust-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	build := exec.Command("go", "build", "-race", "-o", dir+string(filepath.Separator), "github.com/robust/robust/cmd/...")
+	build.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the binaries: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	// An actor that races exits at once; the supervisor reports it as the exit cause.
+	os.Setenv("GORACE", "halt_on_error=1")
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// pipeline is one supervisor process.
+type pipeline struct {
+	t       testing.TB
+	dataDir string
+	url     string
+	cmd     *exec.Cmd
+	stdout  syncBuffer
+	stderr  syncBuffer
+	sumPath string
+	done    chan struct{}
+	code    int
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start runs bin/supervisor on dataDir (a new temp dir if empty) with args.
+func start(t testing.TB, dataDir string, args ...string) *pipeline {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	port := freePort(t)
+	p := &pipeline{t: t, dataDir: dataDir, url: fmt.Sprintf("nats://127.0.0.1:%d", port), done: make(chan struct{})}
+	p.sumPath = filepath.Join(t.TempDir(), "summary.json")
+	all := append([]string{
+		"--data-dir", dataDir,
+		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--bin-dir", binDir,
+		"--summary", p.sumPath,
+	}, args...)
+	p.cmd = exec.Command(filepath.Join(binDir, "supervisor"), all...)
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("supervisor stdout:\n%s\nsupervisor stderr (last 8k):\n%s", p.stdout.String(), lastBytes(p.stderr.String(), 8<<10))
+		}
+	})
+	return p
+}
+
+func lastBytes(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// wait waits for the supervisor to exit and returns its exit code.
+func (p *pipeline) wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(timeout):
+		p.t.Fatalf("supervisor still running after %s", timeout)
+		return -1
+	}
+}
+
+func (p *pipeline) signal(sig syscall.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *pipeline) summary() supervisor.Summary {
+	p.t.Helper()
+	b, err := os.ReadFile(p.sumPath)
+	if err != nil {
+		p.t.Fatalf("summary: %v", err)
+	}
+	var s supervisor.Summary
+	if err := json.Unmarshal(b, &s); err != nil {
+		p.t.Fatalf("summary: %v", err)
+	}
+	return s
+}
+
+// connect returns a JetStream context on the pipeline's server, once it answers.
+func (p *pipeline) connect() (*nats.Conn, jetstream.JetStream) {
+	p.t.Helper()
+	var nc *nats.Conn
+	var js jetstream.JetStream
+	waitFor(p.t, 20*time.Second, "the NATS server to answer", func() bool {
+		var err error
+		nc, js, err = natsx.Connect(p.url, "e2e")
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if _, err = js.KeyValue(ctx, protocol.StateBucket); err != nil {
+			nc.Close()
+			return false
+		}
+		return true
+	})
+	p.t.Cleanup(nc.Close)
+	return nc, js
+}
+
+// counters reads an actor's persisted start count and counters.
+func counters[D any](t testing.TB, js jetstream.JetStream, name string, f func(*D) uint64) (starts, value uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, protocol.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := actor.LoadState[D](ctx, kv, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Starts, f(&st.Data)
+}
+
+// progress reads the counter that grows while an actor works.
+func progress(t testing.TB, js jetstream.JetStream, name string) (starts, value uint64) {
+	switch name {
+	case protocol.Generator:
+		return counters(t, js, name, func(d *protocol.GeneratorState) uint64 { return d.Next })
+	case protocol.Heartbeat:
+		return counters(t, js, name, func(d *protocol.HeartbeatState) uint64 { return d.Total })
+	case protocol.Worker:
+		return counters(t, js, name, func(d *protocol.WorkerState) uint64 { return d.Processed })
+	default:
+		return counters(t, js, name, func(d *protocol.LoggerState) uint64 { return d.Tally.Total() })
+	}
+}
+
+// actorPID is the pid of the supervisor's child called name, or 0.
+func (p *pipeline) actorPID(name string) int {
+	for _, proc := range processes() {
+		if proc.ppid == p.cmd.Process.Pid && proc.comm == name {
+			return proc.pid
+		}
+	}
+	return 0
+}
+
+type process struct {
+	pid, ppid int
+	comm, exe string
+}
+
+// processes lists the running processes (zombies excluded).
+func processes() []process {
+	ents, _ := os.ReadDir("/proc")
+	var out []process
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < 0 {
+			continue
+		}
+		fields := strings.Fields(s[closing+1:])
+		if len(fields) < 2 || fields[0] == "Z" {
+			continue
+		}
+		ppid, _ := strconv.Atoi(fields[1])
+		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		out = append(out, process{pid: pid, ppid: ppid, comm: s[open+1 : closing], exe: exe})
+	}
+	return out
+}
+
+// actorProcesses lists live actor processes started from binDir.
+func actorProcesses() []process {
+	var out []process
+	for _, p := range processes() {
+		for _, a := range protocol.Actors {
+			if p.exe == filepath.Join(binDir, a) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// waitFor polls f until it holds or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// checkSummary asserts what every good run shows.
+func checkSummary(t testing.TB, p *pipeline, s supervisor.Summary) {
+	t.Helper()
+	if !s.OK || len(s.Problems) > 0 {
+		t.Fatalf("summary not ok: %v", s.Problems)
+	}
+	values := uint64(0)
+	for _, d := range s.DeadLettered {
+		if d.Value != nil {
+			values++
+		}
+	}
+	if s.Generated != s.Logged+values+s.Queued {
+		t.Fatalf("generated %d != logged %d + dead-lettered %d + queued %d", s.Generated, s.Logged, values, s.Queued)
+	}
+	if s.Counts != s.Expected {
+		t.Fatalf("logger tally %+v, expected %+v", s.Counts, s.Expected)
+	}
+	if !strings.Contains(p.stdout.String(), "no loss, no duplicates") {
+		t.Fatalf("stdout lacks the verdict:\n%s", p.stdout.String())
+	}
+	if strings.Contains(p.stderr.String(), "data race") {
+		t.Fatal("an actor reported a data race")
+	}
+}

@@ -1,0 +1,293 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/robust/robust/internal/supervisor"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+func deadValues(s supervisor.Summary) map[string][]uint64 {
+	out := map[string][]uint64{}
+	for _, d := range s.DeadLettered {
+		if d.Value != nil {
+			out[d.Actor] = append(out[d.Actor], *d.Value)
+		}
+	}
+	return out
+}
+
+// The demo with the lesson's faults, at a fast rate: exactly 33 (worker) and
+// 41 (logger) are dead-lettered, every actor restarted, the books balance.
+func TestLessonDemo(t *testing.T) {
+	t.Parallel()
+	p := start(t, "", "--rate", "5", "--beats", "60")
+	if code := p.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	s := p.summary()
+	checkSummary(t, p, s)
+	dead := deadValues(s)
+	if len(s.DeadLettered) != 2 || !slices.Equal(dead["worker"], []uint64{33}) || !slices.Equal(dead["logger"], []uint64{41}) {
+		t.Fatalf("dead letters %+v, want worker 33 and logger 41", s.DeadLettered)
+	}
+	for _, d := range s.DeadLettered {
+		if !strings.HasPrefix(d.Reason, "showstopper: 3 deliveries without ack") || !strings.Contains(d.Reason, "injected fault") {
+			t.Errorf("dead letter %d reason %q", d.Seq, d.Reason)
+		}
+	}
+	for _, a := range protocol.Actors {
+		if s.Restarts[a] < 1 {
+			t.Errorf("%s restarted %d times, want at least 1", a, s.Restarts[a])
+		}
+	}
+	// 60 beats take values 0..59: 33 dead at the worker, 41 at the logger.
+	if s.Beats != 60 || s.Processed != 59 || s.Logged != 58 {
+		t.Fatalf("beats %d processed %d logged %d, want 60, 59, 58", s.Beats, s.Processed, s.Logged)
+	}
+	for _, want := range []string{"injecting panic (intentional)", "worker exited: panic: injected fault worker:33 (intentional), restart #1", "Fizz (fizz total: "} {
+		if !strings.Contains(p.stderr.String(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+}
+
+// kill -9 of each actor in turn: each is back and working within a second.
+func TestKillEachActor(t *testing.T) {
+	t.Parallel()
+	p := start(t, "", "--rate", "5", "--beats", "0", "--faults", "none")
+	_, js := p.connect()
+	for _, name := range protocol.Actors {
+		var pid int
+		waitFor(t, 10*time.Second, name+" to run", func() bool { pid = p.actorPID(name); return pid != 0 })
+		waitFor(t, 10*time.Second, name+" to make progress", func() bool { _, v := progress(t, js, name); return v > 0 })
+		starts, before := progress(t, js, name)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		waitFor(t, time.Second, name+" to be back", func() bool {
+			n := p.actorPID(name)
+			s, _ := progress(t, js, name)
+			return n != 0 && n != pid && s == starts+1
+		})
+		waitFor(t, time.Second, name+"'s replacement to make progress", func() bool {
+			_, v := progress(t, js, name)
+			return v > before
+		})
+		t.Logf("%s: back and working %s after SIGKILL", name, time.Since(killed).Round(time.Millisecond))
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(time.Minute); code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	s := p.summary()
+	checkSummary(t, p, s)
+	for _, a := range protocol.Actors {
+		if s.RunRestarts[a] != 1 || s.Restarts[a] != 1 {
+			t.Errorf("%s: restarts %d (this run %d), want exactly 1", a, s.Restarts[a], s.RunRestarts[a])
+		}
+	}
+	if len(s.DeadLettered) != 0 {
+		t.Errorf("dead letters %+v, want none", s.DeadLettered)
+	}
+}
+
+// kill -9 of the supervisor: its actors die with it; a new supervisor on the
+// same data dir resumes the run and completes it, with nothing lost or doubled.
+func TestKillSupervisor(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	args := []string{"--rate", "2", "--beats", "400", "--faults", "none"}
+	p := start(t, dir, args...)
+	_, js := p.connect()
+	waitFor(t, 30*time.Second, "50 values logged", func() bool { _, v := progress(t, js, protocol.Logger); return v >= 50 })
+	var children []int
+	for _, a := range protocol.Actors {
+		children = append(children, p.actorPID(a))
+	}
+	p.signal(syscall.SIGKILL)
+	p.wait(5 * time.Second)
+	waitFor(t, time.Second, "the actors to exit with their supervisor", func() bool {
+		for _, pr := range actorProcesses() {
+			if slices.Contains(children, pr.pid) {
+				return false
+			}
+		}
+		return true
+	})
+
+	q := start(t, dir, args...)
+	if code := q.wait(2 * time.Minute); code != 0 {
+		t.Fatalf("second supervisor: exit %d, want 0", code)
+	}
+	s := q.summary()
+	checkSummary(t, q, s)
+	if s.Run != 1 || s.Beats != 400 {
+		t.Fatalf("run %d with %d beats, want run 1 resumed to 400 beats", s.Run, s.Beats)
+	}
+	// One number per beat, none dead: exactly 400 logged, across the kill.
+	if s.Logged != 400 || s.Processed != 400 {
+		t.Fatalf("logged %d, processed %d, want exactly 400", s.Logged, s.Processed)
+	}
+	if !strings.Contains(q.stderr.String(), "resuming an unfinished run") {
+		t.Error("the second supervisor did not say it resumed the run")
+	}
+}
+
+// A run that completed leaves the next one to start afresh, counting on.
+func TestSecondRunContinues(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	args := []string{"--rate", "0", "--beats", "100", "--faults", "none"}
+	for run := uint64(1); run <= 2; run++ {
+		p := start(t, dir, args...)
+		if code := p.wait(time.Minute); code != 0 {
+			t.Fatalf("run %d: exit %d", run, code)
+		}
+		s := p.summary()
+		checkSummary(t, p, s)
+		if s.Run != run || s.Logged != 100*run {
+			t.Fatalf("run %d: summary says run %d, logged %d; want %d logged in all", run, s.Run, s.Logged, 100*run)
+		}
+	}
+}
+
+// Malformed payloads on each input are dead-lettered at once as "malformed",
+// with their origin in the headers, and the pipeline moves on.
+func TestMalformedIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	p := start(t, "", "--rate", "5", "--beats", "0", "--faults", "none")
+	_, js := p.connect()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bad := map[string]string{
+		protocol.SubjectNumbers: "forty-two",
+		protocol.SubjectResults: `{"value":3,"kind":"buzz","text":"Buzz"}`,
+		protocol.SubjectBeats:   "{",
+	}
+	for subj, data := range bad {
+		if _, err := js.Publish(ctx, subj, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stream, err := js.Stream(ctx, protocol.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "3 dead letters", func() bool {
+		info, err := stream.Info(ctx)
+		return err == nil && info.State.Msgs == 3
+	})
+	for seq := uint64(1); seq <= 3; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subj := m.Header.Get(protocol.HeaderOrigSubject)
+		if string(m.Data) != bad[subj] {
+			t.Errorf("dead letter %d from %q carries %q, want %q", seq, subj, m.Data, bad[subj])
+		}
+		if r := m.Header.Get(protocol.HeaderReason); !strings.HasPrefix(r, "malformed") {
+			t.Errorf("dead letter %d reason %q, want malformed…", seq, r)
+		}
+		if m.Header.Get(protocol.HeaderOrigSequence) == "" || m.Header.Get(protocol.HeaderDeliveries) != "1" {
+			t.Errorf("dead letter %d headers %v", seq, m.Header)
+		}
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	s := p.summary()
+	checkSummary(t, p, s)
+	for _, a := range protocol.Actors {
+		if s.Restarts[a] != 0 {
+			t.Errorf("%s restarted %d times: malformed input must not crash it", a, s.Restarts[a])
+		}
+	}
+}
+
+// Crashes injected between publish and state save, and between state save
+// and ack, in every actor: nothing is lost and nothing counted twice. A beat
+// sent twice would make the worker take a 301st number; a result sent or
+// applied twice would break the logger's tally.
+func TestCrashPointsDoubleNothing(t *testing.T) {
+	t.Parallel()
+	for _, point := range []string{"after-publish", "after-save"} {
+		t.Run(point, func(t *testing.T) {
+			t.Parallel()
+			plan := fmt.Sprintf("generator:50@%[1]s/once,heartbeat:30@%[1]s/once,worker:20@%[1]s/once,logger:25@%[1]s/once", point)
+			p := start(t, "", "--rate", "0", "--beats", "300", "--batch", "16", "--faults", plan)
+			if code := p.wait(2 * time.Minute); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			s := p.summary()
+			checkSummary(t, p, s)
+			if s.Logged != 300 || s.Processed != 300 || len(s.DeadLettered) != 0 {
+				t.Fatalf("logged %d, processed %d, dead letters %d; want 300, 300, 0", s.Logged, s.Processed, len(s.DeadLettered))
+			}
+			for _, a := range protocol.Actors {
+				if s.Restarts[a] != 1 {
+					t.Errorf("%s restarted %d times, want 1 (its injected crash)", a, s.Restarts[a])
+				}
+			}
+		})
+	}
+}
+
+// A hung actor (SIGSTOP) fails its health checks and is replaced.
+func TestHungActorIsReplaced(t *testing.T) {
+	t.Parallel()
+	p := start(t, "", "--rate", "5", "--beats", "0", "--faults", "none")
+	_, js := p.connect()
+	var pid int
+	waitFor(t, 10*time.Second, "the worker", func() bool { pid = p.actorPID(protocol.Worker); return pid != 0 })
+	waitFor(t, 10*time.Second, "the worker to work", func() bool { _, v := progress(t, js, protocol.Worker); return v > 0 })
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a new worker", func() bool { n := p.actorPID(protocol.Worker); return n != 0 && n != pid })
+	_, before := progress(t, js, protocol.Worker)
+	waitFor(t, 5*time.Second, "the new worker to work", func() bool { _, v := progress(t, js, protocol.Worker); return v > before })
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(time.Minute); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	s := p.summary()
+	checkSummary(t, p, s)
+	if !strings.HasPrefix(s.LastCause[protocol.Worker], "hung") {
+		t.Fatalf("worker's last exit %q, want hung…", s.LastCause[protocol.Worker])
+	}
+}
+
+// An actor that keeps dying exhausts the restart intensity: the supervisor
+// stops the pipeline and exits 1 naming the actor and its last error.
+func TestGiveUp(t *testing.T) {
+	t.Parallel()
+	p := start(t, "", "--rate", "0", "--beats", "50", "--faults", "worker:5", "--showstopper", "1000", "--max-restarts", "3")
+	if code := p.wait(time.Minute); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	want := "giving up: worker restarted more than 3 times within 1m0s; last exit: panic: injected fault worker:5 (intentional)"
+	if !strings.Contains(p.stderr.String(), want) {
+		t.Fatalf("stderr lacks %q", want)
+	}
+	s := p.summary()
+	if !s.OK { // giving up loses nothing either: value 5 is still queued
+		t.Fatalf("summary problems: %v", s.Problems)
+	}
+	if len(actorProcesses()) > 0 {
+		for _, pr := range actorProcesses() {
+			if pr.ppid == p.cmd.Process.Pid {
+				t.Fatalf("actor %s (pid %d) outlived its supervisor", pr.comm, pr.pid)
+			}
+		}
+	}
+}
