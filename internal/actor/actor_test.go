@@ -1,0 +1,120 @@
+package actor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"go.uber.org/goleak"
+
+	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// runJetStream starts an embedded JetStream server with the pipeline's
+// streams and bucket, and returns its URL.
+func runJetStream(t testing.TB) string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server did not start")
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	nc, js, err := natsx.Connect(ns.ClientURL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := natsx.Ensure(ctx, js, natsx.Topology{}); err != nil {
+		t.Fatal(err)
+	}
+	return ns.ClientURL()
+}
+
+type count struct{ N uint64 }
+
+type counting struct{}
+
+func (counting) Counters(d *count) map[string]uint64 { return map[string]uint64{"n": d.N} }
+
+func openCore(t *testing.T, url string) *core[count] {
+	t.Helper()
+	c, err := newCore[count](protocol.ActorConfig{Actor: "worker", NATSURL: url, StallAfter: time.Hour}, slog.New(slog.DiscardHandler), counting{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	return c
+}
+
+// A second copy of an actor fences the first: the first's next state write
+// fails with ErrFenced and leaves the state as the second wrote it.
+func TestFencing(t *testing.T) {
+	// Registered first, so it runs last: after the server and connections close.
+	t.Cleanup(func() { goleak.VerifyNone(t, goleak.IgnoreCurrent()) })
+	url := runJetStream(t)
+	ctx := context.Background()
+
+	old := openCore(t, url)
+	st := old.state()
+	st.Data.N = 1
+	if err := old.save(ctx, st); err != nil {
+		t.Fatalf("first copy, alone: %v", err)
+	}
+	young := openCore(t, url)
+	if got := young.state(); got.Starts != 2 || got.Data.N != 1 {
+		t.Fatalf("second copy loaded %+v, want starts 2 and N 1", got)
+	}
+	st = old.state()
+	st.Data.N = 99
+	if err := old.save(ctx, st); !errors.Is(err, ErrFenced) {
+		t.Fatalf("first copy after the second started: err %v, want ErrFenced", err)
+	}
+	st = young.state()
+	st.Data.N = 2
+	if err := young.save(ctx, st); err != nil {
+		t.Fatalf("second copy: %v", err)
+	}
+	got, err := LoadState[count](ctx, young.store.kv, "worker")
+	if err != nil || got.Data.N != 2 {
+		t.Fatalf("persisted %+v (%v), want N 2", got, err)
+	}
+}
+
+func TestStatusReportsStall(t *testing.T) {
+	c, err := newCore[count](protocol.ActorConfig{Actor: "worker", StallAfter: time.Second}, slog.New(slog.DiscardHandler), counting{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.status(); err != nil {
+		t.Fatalf("fresh actor: %v", err)
+	}
+	c.lastTurn.Store(time.Now().Add(-2 * time.Second).UnixNano())
+	if _, err := c.status(); !errors.Is(err, ErrStalled) {
+		t.Fatalf("stalled actor: err %v, want ErrStalled", err)
+	}
+}
+
+func TestBadFaultPlanIsRejected(t *testing.T) {
+	_, err := newCore[count](protocol.ActorConfig{Actor: "worker", Faults: "worker:oops"}, slog.New(slog.DiscardHandler), counting{})
+	if err == nil {
+		t.Fatal("a bad plan was accepted")
+	}
+}
