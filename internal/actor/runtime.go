@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,19 +85,26 @@ func (c *core[D]) open(ctx context.Context) error {
 		return err
 	}
 	c.setState(st)
-	args := []any{"start", st.Starts, "pid", os.Getpid(), "faults", c.plan.String()}
+	// go-plugin re-logs attributes in random order: what was recovered goes
+	// into the message, readable at a glance.
+	var rec []string
 	counters := c.beh.Counters(&st.Data)
 	for _, k := range slices.Sorted(maps.Keys(counters)) {
-		args = append(args, k, counters[k])
+		rec = append(rec, fmt.Sprintf("%s=%d", k, counters[k]))
 	}
 	for _, name := range slices.Sorted(maps.Keys(st.Cursors)) {
 		cur := st.Cursors[name]
-		args = append(args, name+".applied", cur.Applied)
-		if cur.Inflight != nil {
-			args = append(args, name+".unfinished", fmt.Sprintf("%d..%d after %d attempt(s)", cur.Inflight.From, cur.Inflight.To, cur.Inflight.Attempts))
+		r := fmt.Sprintf("%s applied through seq %d", name, cur.Applied)
+		if inf := cur.Inflight; inf != nil {
+			r += fmt.Sprintf(", seq %d..%d unfinished after %d attempt(s)", inf.From, inf.To, inf.Attempts)
 		}
+		rec = append(rec, r)
 	}
-	c.env.Log.Info("started; state recovered", args...)
+	msg := fmt.Sprintf("started (start #%d)", st.Starts)
+	if len(rec) > 0 {
+		msg += "; recovered " + strings.Join(rec, ", ")
+	}
+	c.env.Log.Info(msg, "pid", os.Getpid(), "faults", c.plan.String())
 	return nil
 }
 
