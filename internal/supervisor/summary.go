@@ -146,6 +146,7 @@ func reconcile(generated uint64, dlq []DeadLetter, queuedValues []uint64, logged
 	for _, v := range queuedValues {
 		if v >= generated {
 			problems = append(problems, fmt.Sprintf("value %d is queued but was never generated", v))
+			continue
 		}
 		if !dead[v] {
 			q[v] = true

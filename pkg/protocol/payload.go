@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 )
 
 // Beat is the payload on SubjectBeats.
@@ -56,15 +57,15 @@ func strictJSON(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
-		return fmt.Errorf("trailing data after JSON value")
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("trailing data after the JSON value")
 	}
 	return nil
 }
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
-	if err != nil { // only plain structs of numbers and strings pass through here
+	if err != nil { // only Beats and Results built by this package, with valid kinds, come here
 		panic(err)
 	}
 	return b

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 )
 
 // Actor names. They are also the plugin binary names, KV keys and the
@@ -96,11 +95,12 @@ func EncodeNumber(n uint64) []byte { return strconv.AppendUint(nil, n, 10) }
 // DecodeNumber parses a payload from SubjectNumbers.
 func DecodeNumber(b []byte) (uint64, error) {
 	s := string(b)
-	if s == "" || strings.TrimSpace(s) != s {
+	// One value, one payload: no sign, no spaces, no leading zeros.
+	if s == "" || (len(s) > 1 && s[0] == '0') {
 		return 0, fmt.Errorf("%w: number %q: want a decimal integer", ErrMalformed, truncate(s))
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
+	if err != nil || s[0] == '+' {
 		return 0, fmt.Errorf("%w: number %q: want a decimal integer", ErrMalformed, truncate(s))
 	}
 	return n, nil

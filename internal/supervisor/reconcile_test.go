@@ -1,0 +1,253 @@
+package supervisor
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// tallyOf is the tally of a list of values, duplicates included.
+func tallyOf(tb testing.TB, values ...uint64) protocol.Tally {
+	tb.Helper()
+	var t protocol.Tally
+	for _, v := range values {
+		t.Add(v)
+	}
+	return t
+}
+
+// span lists lo … hi-1.
+func span(lo, hi uint64) []uint64 {
+	var out []uint64
+	for v := lo; v < hi; v++ {
+		out = append(out, v)
+	}
+	return out
+}
+
+// without returns values minus every element of drop.
+func without(values []uint64, drop ...uint64) []uint64 {
+	var out []uint64
+outer:
+	for _, v := range values {
+		for _, d := range drop {
+			if v == d {
+				continue outer
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// dead builds the DLQ: one DeadLetter per value; nil stands for a message
+// that carried no generated value (malformed payload, or a beat).
+func dead(values ...*uint64) []DeadLetter {
+	var out []DeadLetter
+	for i, v := range values {
+		d := DeadLetter{Seq: uint64(i + 1), Actor: protocol.Worker, Value: v, Subject: protocol.SubjectNumbers, Reason: "showstopper: test"}
+		if v == nil {
+			d.Reason, d.Payload = "malformed: test", "not a number"
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func u(v uint64) *uint64 { return &v }
+
+func TestReconcile(t *testing.T) {
+	tests := []struct {
+		name         string
+		generated    uint64
+		dlq          []DeadLetter
+		queued       []uint64
+		logged       []uint64
+		wantExpected []uint64 // the values the logger should have logged
+		wantQueued   uint64
+		wantProblems []string // each a substring of the problem at the same index
+	}{
+		{
+			name:      "nothing generated",
+			generated: 0,
+		},
+		{
+			name:         "everything logged",
+			generated:    100,
+			logged:       span(0, 100),
+			wantExpected: span(0, 100),
+		},
+		{
+			name:         "everything logged, out of order",
+			generated:    5,
+			logged:       []uint64{4, 2, 0, 3, 1},
+			wantExpected: span(0, 5),
+		},
+		{
+			name:         "dead-lettered and queued, the rest logged",
+			generated:    20,
+			dlq:          dead(u(3), u(15)),
+			queued:       []uint64{17, 18, 19},
+			logged:       without(span(0, 17), 3, 15),
+			wantExpected: without(span(0, 17), 3, 15),
+			wantQueued:   3,
+		},
+		{
+			name:         "a value both dead-lettered and queued counts once, as dead",
+			generated:    20,
+			dlq:          dead(u(3), u(18)),
+			queued:       []uint64{17, 18, 19},
+			logged:       without(span(0, 17), 3),
+			wantExpected: without(span(0, 17), 3),
+			wantQueued:   2,
+		},
+		{
+			name:         "a value queued twice counts once",
+			generated:    10,
+			queued:       []uint64{8, 9, 9, 8},
+			logged:       span(0, 8),
+			wantExpected: span(0, 8),
+			wantQueued:   2,
+		},
+		{
+			name:         "a value lost",
+			generated:    20,
+			logged:       without(span(0, 20), 7),
+			wantExpected: span(0, 20),
+			wantProblems: []string{"value 10, expected 11"},
+		},
+		{
+			name:         "a value logged twice",
+			generated:    20,
+			logged:       append(span(0, 20), 9),
+			wantExpected: span(0, 20),
+			wantProblems: []string{"fizz 6, expected 5"},
+		},
+		{
+			name:         "a value both logged and dead-lettered",
+			generated:    10,
+			dlq:          dead(u(4)),
+			logged:       span(0, 10),
+			wantExpected: without(span(0, 10), 4),
+			wantProblems: []string{"lost or applied twice"},
+		},
+		{
+			name:         "a value both logged and queued",
+			generated:    10,
+			queued:       []uint64{9},
+			logged:       span(0, 10),
+			wantExpected: span(0, 9),
+			wantQueued:   1,
+			wantProblems: []string{"lost or applied twice"},
+		},
+		{
+			// Same count of every kind: only the checksums catch it.
+			name:         "15 logged twice and 30 lost",
+			generated:    31,
+			logged:       append(without(span(0, 31), 30), 15),
+			wantExpected: span(0, 31),
+			wantProblems: []string{"checksums of the logged values differ"},
+		},
+		{
+			// Same counts and the same Sum (15+45 = 30+30): only SumSq catches it.
+			name:         "30 logged twice, 15 and 45 lost",
+			generated:    46,
+			logged:       append(without(span(0, 46), 15, 45), 30, 30),
+			wantExpected: span(0, 46),
+			wantProblems: []string{"checksums of the logged values differ"},
+		},
+		{
+			name:         "a dead-lettered value that was never generated",
+			generated:    10,
+			dlq:          dead(u(10)),
+			logged:       span(0, 10),
+			wantExpected: span(0, 10),
+			wantProblems: []string{"value 10 was dead-lettered but never generated"},
+		},
+		{
+			name:         "a dead-lettered value far beyond generated",
+			generated:    10,
+			dlq:          dead(u(1000)),
+			logged:       span(0, 10),
+			wantExpected: span(0, 10),
+			wantProblems: []string{"value 1000 was dead-lettered but never generated"},
+		},
+		{
+			name:         "the same value dead-lettered twice",
+			generated:    10,
+			dlq:          dead(u(6), u(6)),
+			logged:       without(span(0, 10), 6),
+			wantExpected: without(span(0, 10), 6),
+			wantProblems: []string{"value 6 was dead-lettered twice"},
+		},
+		{
+			name:         "a queued value that was never generated",
+			generated:    10,
+			queued:       []uint64{12},
+			logged:       span(0, 10),
+			wantExpected: span(0, 10),
+			wantQueued:   0, // only generated values count as queued
+			wantProblems: []string{"value 12 is queued but was never generated"},
+		},
+		{
+			name:         "dead letters without a value are ignored",
+			generated:    10,
+			dlq:          dead(nil, nil),
+			logged:       span(0, 10),
+			wantExpected: span(0, 10),
+		},
+		{
+			name:         "dead letters without a value among real ones",
+			generated:    10,
+			dlq:          dead(nil, u(2), nil, u(5)),
+			queued:       []uint64{9},
+			logged:       without(span(0, 9), 2, 5),
+			wantExpected: without(span(0, 9), 2, 5),
+			wantQueued:   1,
+		},
+		{
+			name:         "a dead letter without a value does not excuse a loss",
+			generated:    10,
+			dlq:          dead(nil),
+			logged:       span(0, 9),
+			wantExpected: span(0, 10),
+			wantProblems: []string{"lost or applied twice"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			expected, queued, problems := reconcile(tt.generated, tt.dlq, tt.queued, tallyOf(t, tt.logged...))
+			if want := tallyOf(t, tt.wantExpected...); expected != want {
+				t.Errorf("expected tally = %+v, want %+v", expected, want)
+			}
+			if queued != tt.wantQueued {
+				t.Errorf("queued = %d, want %d", queued, tt.wantQueued)
+			}
+			if len(problems) != len(tt.wantProblems) {
+				t.Fatalf("problems = %q, want %d matching %q", problems, len(tt.wantProblems), tt.wantProblems)
+			}
+			for i, want := range tt.wantProblems {
+				if !strings.Contains(problems[i], want) {
+					t.Errorf("problem %d = %q, want it to mention %q", i, problems[i], want)
+				}
+			}
+		})
+	}
+}
+
+// TestReconcileConservation: with no problems, every generated value is
+// accounted for exactly once.
+func TestReconcileConservation(t *testing.T) {
+	const generated = 50
+	dlq := dead(u(0), nil, u(7), u(21))
+	queued := []uint64{45, 46, 47, 48, 49, 21}
+	logged := without(span(0, 45), 0, 7, 21)
+	expected, q, problems := reconcile(generated, dlq, queued, tallyOf(t, logged...))
+	if len(problems) != 0 {
+		t.Fatalf("problems: %q", problems)
+	}
+	if got := expected.Total() + 3 + q; got != generated {
+		t.Fatalf("logged %d + dead-lettered 3 + queued %d = %d, want %d", expected.Total(), q, got, generated)
+	}
+}

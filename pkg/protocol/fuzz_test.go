@@ -1,0 +1,81 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+// FuzzDecode feeds arbitrary payloads to every decoder. None may panic; every
+// error wraps ErrMalformed; every accepted payload means exactly the value it
+// re-encodes to. A number has one encoding; a JSON payload must be a single
+// valid JSON value.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{
+		// valid
+		"0", "7", "15", "18446744073709551615",
+		`{"run":1,"beat":1}`,
+		`{"beat":60}`,
+		`{"value":3,"kind":"fizz","text":"Fizz"}`,
+		`{"value":41,"kind":"value","text":"41"}`,
+		`{"value":0,"kind":"fizzbuzz","text":"FizzBuzz"}`,
+		// invalid
+		"", " 5", "5 ", "-1", "abc", "1.5", "99999999999999999999999",
+		`{}`, `{"beat":0}`, `null`, `[]`,
+		`{"run":1,"beat":1,"x":1}`,
+		`{"beat":1}{"beat":2}`,
+		`{"value":3,"kind":"buzz","text":"Buzz"}`,
+		`{"value":3,"kind":"fizz","text":"Fizz"} x`,
+		"\xff\xfe",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := bytes.Clone(data) // the decoders must not modify their input
+		defer func() {
+			if !bytes.Equal(in, data) {
+				t.Errorf("decoder modified its input: %q -> %q", in, data)
+			}
+		}()
+
+		if n, err := DecodeNumber(data); err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("DecodeNumber(%q): error %v does not wrap ErrMalformed", data, err)
+			}
+		} else if enc := EncodeNumber(n); !bytes.Equal(enc, data) {
+			t.Errorf("DecodeNumber(%q) = %d, which encodes as %q", data, n, enc)
+		}
+
+		if b, err := DecodeBeat(data); err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("DecodeBeat(%q): error %v does not wrap ErrMalformed", data, err)
+			}
+		} else {
+			if !json.Valid(data) {
+				t.Errorf("DecodeBeat(%q) = %+v, but the payload is not valid JSON", data, b)
+			}
+			enc := EncodeBeat(b)
+			if b2, err := DecodeBeat(enc); err != nil || b2 != b {
+				t.Errorf("DecodeBeat(%q) = %+v; re-encoded as %s it decodes to %+v, %v", data, b, enc, b2, err)
+			}
+		}
+
+		if r, err := DecodeResult(data); err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Errorf("DecodeResult(%q): error %v does not wrap ErrMalformed", data, err)
+			}
+		} else {
+			if !json.Valid(data) {
+				t.Errorf("DecodeResult(%q) = %+v, but the payload is not valid JSON", data, r)
+			}
+			if want := FizzBuzz(r.Value); r != want {
+				t.Errorf("DecodeResult(%q) = %+v, which is not FizzBuzz(%d) = %+v", data, r, r.Value, want)
+			}
+			enc := EncodeResult(r)
+			if r2, err := DecodeResult(enc); err != nil || r2 != r {
+				t.Errorf("DecodeResult(%q) = %+v; re-encoded as %s it decodes to %+v, %v", data, r, enc, r2, err)
+			}
+		}
+	})
+}
