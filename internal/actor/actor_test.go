@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
+	"github.com/robust/robust/internal/natstest"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -18,18 +18,7 @@ import (
 // streams and bucket, and returns its URL.
 func runJetStream(t testing.TB) string {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
+	ns := natstest.RunJetStream(t)
 	nc, js, err := natsx.Connect(ns.ClientURL(), "test")
 	if err != nil {
 		t.Fatal(err)

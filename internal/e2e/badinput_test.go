@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
+	"github.com/robust/robust/internal/natstest"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -94,11 +93,7 @@ func TestInterrupt(t *testing.T) {
 		p := start(t, "", "--rate", "5", "--beats", "0", "--faults", "none")
 		p.connect()
 		time.Sleep(300 * time.Millisecond) // let some values flow
-		p.signal(syscall.SIGINT)
-		if code := p.wait(time.Minute); code != 0 {
-			t.Fatalf("exit %d, want 0", code)
-		}
-		checkSummary(t, p, p.summary())
+		p.finish(syscall.SIGINT, time.Minute)
 	})
 	t.Run("twice", func(t *testing.T) {
 		t.Parallel()
@@ -126,15 +121,7 @@ func TestInterrupt(t *testing.T) {
 // --nats-url runs the pipeline on a server the supervisor did not start.
 func TestExternalServer(t *testing.T) {
 	t.Parallel()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := natstest.RunJetStream(t)
 	code, stderr := runSupervisor(t, "--nats-url", ns.ClientURL(), "--bin-dir", binDir, "--data-dir", t.TempDir(), "--rate", "0", "--beats", "50", "--faults", "none")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, stderr)

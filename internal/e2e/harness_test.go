@@ -289,6 +289,21 @@ func waitFor(t testing.TB, timeout time.Duration, what string, f func() bool) {
 	}
 }
 
+// finish sends sig (none if 0), expects the supervisor to exit 0 within
+// timeout with a good summary, and returns the summary.
+func (p *pipeline) finish(sig syscall.Signal, timeout time.Duration) supervisor.Summary {
+	p.t.Helper()
+	if sig != 0 {
+		p.signal(sig)
+	}
+	if code := p.wait(timeout); code != 0 {
+		p.t.Fatalf("supervisor exit %d, want 0", code)
+	}
+	s := p.summary()
+	checkSummary(p.t, p, s)
+	return s
+}
+
 // checkSummary asserts what every good run shows.
 func checkSummary(t testing.TB, p *pipeline, s supervisor.Summary) {
 	t.Helper()

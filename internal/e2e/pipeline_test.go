@@ -28,11 +28,7 @@ func deadValues(s supervisor.Summary) map[string][]uint64 {
 func TestLessonDemo(t *testing.T) {
 	t.Parallel()
 	p := start(t, "", "--rate", "5", "--beats", "60")
-	if code := p.wait(2 * time.Minute); code != 0 {
-		t.Fatalf("exit %d, want 0", code)
-	}
-	s := p.summary()
-	checkSummary(t, p, s)
+	s := p.finish(0, 2*time.Minute)
 	dead := deadValues(s)
 	if len(s.DeadLettered) != 2 || !slices.Equal(dead["worker"], []uint64{33}) || !slices.Equal(dead["logger"], []uint64{41}) {
 		t.Fatalf("dead letters %+v, want worker 33 and logger 41", s.DeadLettered)
@@ -83,12 +79,7 @@ func TestKillEachActor(t *testing.T) {
 		})
 		t.Logf("%s: back and working %s after SIGKILL", name, time.Since(killed).Round(time.Millisecond))
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(time.Minute); code != 0 {
-		t.Fatalf("exit %d, want 0", code)
-	}
-	s := p.summary()
-	checkSummary(t, p, s)
+	s := p.finish(syscall.SIGTERM, time.Minute)
 	for _, a := range protocol.Actors {
 		if s.RunRestarts[a] != 1 || s.Restarts[a] != 1 {
 			t.Errorf("%s: restarts %d (this run %d), want exactly 1", a, s.Restarts[a], s.RunRestarts[a])
@@ -124,11 +115,7 @@ func TestKillSupervisor(t *testing.T) {
 	})
 
 	q := start(t, dir, args...)
-	if code := q.wait(2 * time.Minute); code != 0 {
-		t.Fatalf("second supervisor: exit %d, want 0", code)
-	}
-	s := q.summary()
-	checkSummary(t, q, s)
+	s := q.finish(0, 2*time.Minute)
 	if s.Run != 1 || s.Beats != 400 {
 		t.Fatalf("run %d with %d beats, want run 1 resumed to 400 beats", s.Run, s.Beats)
 	}
@@ -148,11 +135,7 @@ func TestSecondRunContinues(t *testing.T) {
 	args := []string{"--rate", "0", "--beats", "100", "--faults", "none"}
 	for run := uint64(1); run <= 2; run++ {
 		p := start(t, dir, args...)
-		if code := p.wait(time.Minute); code != 0 {
-			t.Fatalf("run %d: exit %d", run, code)
-		}
-		s := p.summary()
-		checkSummary(t, p, s)
+		s := p.finish(0, time.Minute)
 		if s.Run != run || s.Logged != 100*run {
 			t.Fatalf("run %d: summary says run %d, logged %d; want %d logged in all", run, s.Run, s.Logged, 100*run)
 		}
@@ -201,12 +184,7 @@ func TestMalformedIsDeadLettered(t *testing.T) {
 			t.Errorf("dead letter %d headers %v", seq, m.Header)
 		}
 	}
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(time.Minute); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
-	s := p.summary()
-	checkSummary(t, p, s)
+	s := p.finish(syscall.SIGTERM, time.Minute)
 	for _, a := range protocol.Actors {
 		if s.Restarts[a] != 0 {
 			t.Errorf("%s restarted %d times: malformed input must not crash it", a, s.Restarts[a])
@@ -225,11 +203,7 @@ func TestCrashPointsDoubleNothing(t *testing.T) {
 			t.Parallel()
 			plan := fmt.Sprintf("generator:50@%[1]s/once,heartbeat:30@%[1]s/once,worker:20@%[1]s/once,logger:25@%[1]s/once", point)
 			p := start(t, "", "--rate", "0", "--beats", "300", "--batch", "16", "--faults", plan)
-			if code := p.wait(2 * time.Minute); code != 0 {
-				t.Fatalf("exit %d", code)
-			}
-			s := p.summary()
-			checkSummary(t, p, s)
+			s := p.finish(0, 2*time.Minute)
 			if s.Logged != 300 || s.Processed != 300 || len(s.DeadLettered) != 0 {
 				t.Fatalf("logged %d, processed %d, dead letters %d; want 300, 300, 0", s.Logged, s.Processed, len(s.DeadLettered))
 			}
@@ -256,12 +230,7 @@ func TestHungActorIsReplaced(t *testing.T) {
 	waitFor(t, 10*time.Second, "a new worker", func() bool { n := p.actorPID(protocol.Worker); return n != 0 && n != pid })
 	_, before := progress(t, js, protocol.Worker)
 	waitFor(t, 5*time.Second, "the new worker to work", func() bool { _, v := progress(t, js, protocol.Worker); return v > before })
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(time.Minute); code != 0 {
-		t.Fatalf("exit %d", code)
-	}
-	s := p.summary()
-	checkSummary(t, p, s)
+	s := p.finish(syscall.SIGTERM, time.Minute)
 	if !strings.HasPrefix(s.LastCause[protocol.Worker], "hung") {
 		t.Fatalf("worker's last exit %q, want hung…", s.LastCause[protocol.Worker])
 	}
