@@ -32,6 +32,13 @@ type Env struct {
 	Starts uint64 // persisted start count, this start included
 }
 
+// Msg is one delivery, as a behaviour sees it.
+type Msg struct {
+	Data   []byte
+	Header nats.Header
+	Seq    uint64 // stream sequence
+}
+
 // Out is one message to publish.
 type Out struct {
 	Subject string
@@ -53,10 +60,10 @@ type Processor[D any] interface {
 	Inputs() []protocol.Input
 	// Limit is how many messages of in the actor may take now; 0 waits.
 	Limit(in protocol.Input, d *D) int
-	// Decode parses a payload. An error wrapping protocol.ErrMalformed
+	// Decode parses a delivery. An error wrapping protocol.ErrMalformed
 	// dead-letters the message. key is what the fault plan refers to, or
 	// NoKey.
-	Decode(in protocol.Input, data []byte) (key uint64, v any, err error)
+	Decode(in protocol.Input, m Msg) (key uint64, v any, err error)
 	// Apply applies a decoded message to d and returns the outputs. It runs
 	// on a working copy of the state: nothing is kept unless the batch
 	// completes.
@@ -75,11 +82,14 @@ type Producer[D any] interface {
 	// Period paces the producer: one message per period. 0: as fast as the
 	// stream takes them.
 	Period(env *Env) time.Duration
+	// PerMessage is how many units (values, beats) one message carries at
+	// most. The stream's bound counts units: at most MaxMsgs units wait.
+	PerMessage(env *Env) int
 	// Next returns the i-th message after d's position; ok is false when
-	// there is nothing (more) to send. key is what the fault plan refers to.
-	Next(env *Env, d *D, i int) (key uint64, out Out, ok bool)
+	// there is nothing (more) to send. keys are what the fault plan refers to.
+	Next(env *Env, d *D, i int) (keys Keys, out Out, ok bool)
 	// Advance moves d past k sent messages.
-	Advance(d *D, k int)
+	Advance(env *Env, d *D, k int)
 	// Done reports that the producer has nothing more to send in this run.
 	Done(env *Env, d *D) bool
 }
@@ -87,13 +97,19 @@ type Producer[D any] interface {
 // NoKey is the fault key of a message that no fault rule refers to.
 const NoKey = ^uint64(0)
 
-func checkFault(env *Env, plan faults.Plan, point faults.Point, key uint64) {
-	if key == NoKey {
+// Keys is the range of fault keys a message covers, From to To inclusive.
+type Keys struct{ From, To uint64 }
+
+// Key is the range of one key.
+func Key(k uint64) Keys { return Keys{k, k} }
+
+func checkFault(env *Env, plan faults.Plan, point faults.Point, k Keys) {
+	if k.From == NoKey {
 		return
 	}
-	if r, ok := plan.Hit(env.Config.Actor, point, key, env.Starts); ok {
+	if r, ok := plan.HitIn(env.Config.Actor, point, k.From, k.To, env.Starts); ok {
 		inj := faults.Injected{Rule: r}
-		env.Log.Warn("injecting panic (intentional)", "fault", r.String(), "key", key)
+		env.Log.Warn("injecting panic (intentional)", "fault", r.String(), "key", r.Key)
 		panic(inj)
 	}
 }

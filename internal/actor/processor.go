@@ -95,8 +95,10 @@ func (r *processor[D]) serve(ctx context.Context) error {
 			}
 			continue
 		}
-		n := min(r.p.Limit(waitOn.in, &st.Data), r.env.Config.Batch)
-		b, err := waitOn.c.Fetch(n, jetstream.FetchMaxWait(pollWait))
+		// Nothing anywhere: wait for the first message of the input that
+		// matters most (a full batch would wait for all of it); the next
+		// turn takes whatever followed it without waiting.
+		b, err := waitOn.c.Fetch(1, jetstream.FetchMaxWait(pollWait))
 		if err != nil {
 			return fmt.Errorf("fetch %s: %w", waitOn.in.Consumer, err)
 		}
@@ -224,7 +226,7 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 		outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
 	} else {
 		for _, d := range ds {
-			key, v, err := r.p.Decode(in, d.m.Data())
+			key, v, err := r.p.Decode(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq})
 			if err != nil {
 				reason := err.Error()
 				r.env.Log.Warn("dead-lettering malformed message", "consumer", in.Consumer, "seq", d.seq, "reason", reason)
@@ -232,12 +234,12 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 				outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
 				continue
 			}
-			checkFault(&r.env, r.plan, faults.Before, key)
+			checkFault(&r.env, r.plan, faults.Before, Key(key))
 			keys = append(keys, key)
 			outs = append(outs, r.p.Apply(&r.env, in, v, &work.Data)...)
 		}
 	}
-	if _, err := r.publish(sctx, outs); err != nil {
+	if _, err := r.publish(sctx, outs, nil); err != nil {
 		return err
 	}
 	r.checkFaults(faults.AfterPublish, keys)
@@ -258,7 +260,7 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 
 func (r *processor[D]) checkFaults(point faults.Point, keys []uint64) {
 	for _, k := range keys {
-		checkFault(&r.env, r.plan, point, k)
+		checkFault(&r.env, r.plan, point, Key(k))
 	}
 }
 

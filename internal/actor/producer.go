@@ -38,16 +38,27 @@ func (r *producer[D]) open(ctx context.Context) error {
 	return nil
 }
 
-// room is how many more messages the bounded stream takes now.
-func (r *producer[D]) room(ctx context.Context) (int, error) {
+// room is how many more messages the bounded stream takes now, counting
+// units: at most MaxMsgs units (values, beats) wait unconsumed. last is the
+// stream's last sequence.
+func (r *producer[D]) room(ctx context.Context) (n int, last uint64, err error) {
 	info, err := r.stream.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", r.p.Stream(), err)
+		return 0, 0, fmt.Errorf("stream %s: %w", r.p.Stream(), err)
 	}
+	last = info.State.LastSeq
 	if info.Config.MaxMsgs <= 0 {
-		return r.env.Config.Batch, nil
+		return r.env.Config.Batch, last, nil
 	}
-	return int(max(info.Config.MaxMsgs-int64(info.State.Msgs), 0)), nil
+	per := int64(max(r.p.PerMessage(&r.env), 1))
+	free := info.Config.MaxMsgs - int64(info.State.Msgs)*per
+	if free >= per {
+		return int(free / per), last, nil
+	}
+	if info.State.Msgs == 0 {
+		return 1, last, nil // a queue smaller than one message still moves
+	}
+	return 0, last, nil
 }
 
 // serve sends batches: as many messages as the stream has room for (a full
@@ -79,7 +90,7 @@ func (r *producer[D]) serve(ctx context.Context) error {
 			sleep(ctx, pollWait) // nothing more this run: idle until stopped
 			continue
 		}
-		room, err := r.room(ctx)
+		room, last, err := r.room(ctx)
 		if err != nil {
 			return err
 		}
@@ -88,16 +99,19 @@ func (r *producer[D]) serve(ctx context.Context) error {
 			continue
 		}
 		full.reset()
-		if err := r.send(ctx, st, min(want, room)); err != nil {
+		if err := r.send(ctx, st, min(want, room), last); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (r *producer[D]) send(ctx context.Context, st State[D], n int) error {
+// send publishes up to n messages, chained on the stream's last sequence so
+// that they land in order: a consumer can then tell a republished message
+// (after a server restart forgot its ID) by its position alone.
+func (r *producer[D]) send(ctx context.Context, st State[D], n int, last uint64) error {
 	var outs []Out
-	var keys []uint64
+	var keys []Keys
 	for i := range n {
 		key, out, ok := r.p.Next(&r.env, &st.Data, i)
 		if !ok {
@@ -111,12 +125,12 @@ func (r *producer[D]) send(ctx context.Context, st State[D], n int) error {
 	}
 	sctx, cancel := withTimeout(ctx) // a stop lets the batch finish
 	defer cancel()
-	k, err := r.publish(sctx, outs)
+	k, err := r.publish(sctx, outs, &last)
 	if err != nil {
-		if !isFull(err) {
+		if !retryable(err) {
 			return err
 		}
-		r.env.Log.Debug("stream full; will retry", "sent", k, "of", len(outs))
+		r.env.Log.Debug("publish refused; will retry", "sent", k, "of", len(outs), "reason", err)
 	}
 	for _, key := range keys[:k] {
 		checkFault(&r.env, r.plan, faults.AfterPublish, key)
@@ -124,7 +138,7 @@ func (r *producer[D]) send(ctx context.Context, st State[D], n int) error {
 	if k == 0 {
 		return nil
 	}
-	r.p.Advance(&st.Data, k)
+	r.p.Advance(&r.env, &st.Data, k)
 	if err := r.save(sctx, st); err != nil {
 		return err
 	}

@@ -147,14 +147,20 @@ func (c *core[D]) status() (protocol.Status, error) {
 
 // publish stores outs in JetStream, asynchronously with message IDs, and
 // waits for every publish ack. It returns how many outs, from the first,
-// were stored, and the first error.
-func (c *core[D]) publish(ctx context.Context, outs []Out) (int, error) {
+// were stored, and the first error. With chain, the i-th out is stored only
+// if the stream's last sequence is *chain+i: outs land in order, one stream
+// only, and nothing after a refused out is stored.
+func (c *core[D]) publish(ctx context.Context, outs []Out, chain *uint64) (int, error) {
 	futs := make([]jetstream.PubAckFuture, 0, len(outs))
 	var err error
-	for _, o := range outs {
+	for i, o := range outs {
 		m := &nats.Msg{Subject: o.Subject, Data: o.Data, Header: o.Header}
+		opts := []jetstream.PublishOpt{jetstream.WithMsgID(o.MsgID)}
+		if chain != nil {
+			opts = append(opts, jetstream.WithExpectLastSequence(*chain+uint64(i)))
+		}
 		var f jetstream.PubAckFuture
-		f, err = c.js.PublishMsgAsync(m, jetstream.WithMsgID(o.MsgID))
+		f, err = c.js.PublishMsgAsync(m, opts...)
 		if err != nil {
 			break
 		}
@@ -162,16 +168,15 @@ func (c *core[D]) publish(ctx context.Context, outs []Out) (int, error) {
 	}
 	for i, f := range futs {
 		select {
-		case <-f.Ok():
-		case e := <-f.Err():
-			// wait for the rest before returning, so that no publish is still in flight
-			for _, g := range futs[i+1:] {
-				select {
-				case <-g.Ok():
-				case <-g.Err():
-				case <-ctx.Done():
-				}
+		case ack := <-f.Ok():
+			if chain != nil && ack.Duplicate {
+				// Stored before: the stream's sequence did not move, so the
+				// next out's expectation fails. Count this one; retry the rest.
+				waitAll(ctx, futs[i+1:])
+				return i + 1, errDuplicateInChain
 			}
+		case e := <-f.Err():
+			waitAll(ctx, futs[i+1:]) // no publish may still be in flight
 			return i, fmt.Errorf("publish %s: %w", outs[i].Subject, e)
 		case <-ctx.Done():
 			return i, ctx.Err()
@@ -182,6 +187,21 @@ func (c *core[D]) publish(ctx context.Context, outs []Out) (int, error) {
 	}
 	return len(outs), nil
 }
+
+// waitAll waits for the outcome of every future.
+func waitAll(ctx context.Context, futs []jetstream.PubAckFuture) {
+	for _, g := range futs {
+		select {
+		case <-g.Ok():
+		case <-g.Err():
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// errDuplicateInChain: a chained publish found its message already stored.
+var errDuplicateInChain = errors.New("message already stored")
 
 // save persists st (compare-and-set) and makes it the current state.
 func (c *core[D]) save(ctx context.Context, st State[D]) error {
@@ -203,7 +223,9 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, deliveries int, reason string) Out {
 	h := nats.Header{}
 	for k, v := range m.Headers() {
-		if k != protocol.HeaderMsgID {
+		// Nats-* headers are instructions to the server (message ID,
+		// expected sequences): copied, they would be enforced again.
+		if !strings.HasPrefix(k, "Nats-") {
 			h[k] = v
 		}
 	}
@@ -220,9 +242,14 @@ func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, de
 // DiscardNew stream refuses ("maximum messages exceeded").
 const errCodeStoreFailed jetstream.ErrorCode = 10077
 
-func isFull(err error) bool {
+// retryable reports a publish refusal that a producer retries: a full
+// stream, a chain broken by somebody else's publish, or a duplicate.
+func retryable(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeStoreFailed
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == errCodeStoreFailed || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+	}
+	return errors.Is(err, errDuplicateInChain)
 }
 
 // sleep waits for d or until ctx is done.

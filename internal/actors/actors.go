@@ -4,7 +4,10 @@ package actors
 
 import (
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/pkg/protocol"
@@ -15,22 +18,24 @@ type Generator struct{}
 
 var _ actor.Producer[protocol.GeneratorState] = Generator{}
 
-func (Generator) Stream() string                                 { return protocol.StreamNumbers }
-func (Generator) Resume(*actor.Env, *protocol.GeneratorState)    {}
-func (Generator) Period(*actor.Env) time.Duration                { return 0 }
-func (Generator) Advance(d *protocol.GeneratorState, k int)      { d.Next += uint64(k) }
-func (Generator) Done(*actor.Env, *protocol.GeneratorState) bool { return false }
+func (Generator) Stream() string                                          { return protocol.StreamNumbers }
+func (Generator) Resume(*actor.Env, *protocol.GeneratorState)             {}
+func (Generator) Period(*actor.Env) time.Duration                         { return 0 }
+func (Generator) PerMessage(*actor.Env) int                               { return 1 }
+func (Generator) Advance(_ *actor.Env, d *protocol.GeneratorState, k int) { d.Next += uint64(k) }
+func (Generator) Done(*actor.Env, *protocol.GeneratorState) bool          { return false }
 func (Generator) Counters(d *protocol.GeneratorState) map[string]uint64 {
 	return map[string]uint64{"generated": d.Next}
 }
 
 // Next is value d.Next+i; its fault key is the send number (1-based).
-func (Generator) Next(_ *actor.Env, d *protocol.GeneratorState, i int) (uint64, actor.Out, bool) {
+func (Generator) Next(_ *actor.Env, d *protocol.GeneratorState, i int) (actor.Keys, actor.Out, bool) {
 	v := d.Next + uint64(i)
-	return v + 1, actor.Out{Subject: protocol.SubjectNumbers, MsgID: protocol.NumberMsgID(v), Data: protocol.EncodeNumber(v)}, true
+	return actor.Key(v + 1), actor.Out{Subject: protocol.SubjectNumbers, MsgID: protocol.NumberMsgID(v), Data: protocol.EncodeNumber(v)}, true
 }
 
-// Heartbeat sends a beat every --rate, --beats per run.
+// Heartbeat sends --beats beats per run: one every --rate, or unpaced, as
+// fast as the worker spends them, --batch beats to a message.
 type Heartbeat struct{}
 
 var _ actor.Producer[protocol.HeartbeatState] = Heartbeat{}
@@ -41,6 +46,14 @@ func (Heartbeat) Counters(d *protocol.HeartbeatState) map[string]uint64 {
 	return map[string]uint64{"beats": d.Beats, "beats_total": d.Total}
 }
 
+// PerMessage is 1 when paced; unpaced, a message carries a batch of beats.
+func (Heartbeat) PerMessage(env *actor.Env) int {
+	if env.Config.Rate > 0 {
+		return 1
+	}
+	return max(env.Config.Batch, 1)
+}
+
 // Resume starts counting afresh when the supervisor begins a new run.
 func (Heartbeat) Resume(env *actor.Env, d *protocol.HeartbeatState) {
 	if d.Run != env.Config.Run {
@@ -48,23 +61,46 @@ func (Heartbeat) Resume(env *actor.Env, d *protocol.HeartbeatState) {
 	}
 }
 
-func (Heartbeat) Advance(d *protocol.HeartbeatState, k int) {
-	d.Beats += uint64(k)
-	d.Total += uint64(k)
+// span is the first beat and the beat count of the i-th message from d.
+func (h Heartbeat) span(env *actor.Env, d *protocol.HeartbeatState, i int) (first, count uint64) {
+	per := uint64(h.PerMessage(env))
+	first = d.Beats + uint64(i)*per + 1
+	count = per
+	if b := env.Config.Beats; b > 0 {
+		if first > b {
+			return first, 0
+		}
+		count = min(per, b-first+1)
+	}
+	return first, count
+}
+
+func (h Heartbeat) Advance(env *actor.Env, d *protocol.HeartbeatState, k int) {
+	var n uint64
+	for i := range k {
+		_, c := h.span(env, d, i)
+		n += c
+	}
+	d.Beats += n
+	d.Total += n
 }
 
 func (Heartbeat) Done(env *actor.Env, d *protocol.HeartbeatState) bool {
 	return env.Config.Beats > 0 && d.Beats >= env.Config.Beats
 }
 
-// Next is beat d.Beats+i+1, which is also its fault key.
-func (Heartbeat) Next(env *actor.Env, d *protocol.HeartbeatState, i int) (uint64, actor.Out, bool) {
-	b := d.Beats + uint64(i) + 1
-	if env.Config.Beats > 0 && b > env.Config.Beats {
-		return 0, actor.Out{}, false
+// Next is the i-th message of beats; its fault keys are its beat numbers.
+func (h Heartbeat) Next(env *actor.Env, d *protocol.HeartbeatState, i int) (actor.Keys, actor.Out, bool) {
+	first, count := h.span(env, d, i)
+	if count == 0 {
+		return actor.Keys{}, actor.Out{}, false
 	}
-	beat := protocol.Beat{Run: d.Run, Beat: b}
-	return b, actor.Out{Subject: protocol.SubjectBeats, MsgID: protocol.BeatMsgID(d.Run, b), Data: protocol.EncodeBeat(beat)}, true
+	beat := protocol.Beat{Run: d.Run, Beat: first}
+	if count > 1 {
+		beat.Count = count
+	}
+	out := actor.Out{Subject: protocol.SubjectBeats, MsgID: protocol.BeatMsgID(d.Run, first), Data: protocol.EncodeBeat(beat)}
+	return actor.Keys{From: first, To: first + count - 1}, out, true
 }
 
 // Worker turns one number into its FizzBuzz result for every beat.
@@ -77,38 +113,65 @@ func (Worker) Inputs() []protocol.Input {
 }
 
 func (Worker) Counters(d *protocol.WorkerState) map[string]uint64 {
-	return map[string]uint64{"credits": d.Credits, "beats": d.Beats, "processed": d.Processed, "dead_lettered": d.DeadLettered}
+	return map[string]uint64{"credits": d.Credits, "beats": d.Beats, "processed": d.Processed, "dead_lettered": d.DeadLettered, "duplicates": d.Duplicates}
 }
 
-// Limit: beats are always welcome; numbers only as many as beats allow.
+// Limit: numbers only as many as beats allow; beats only while fewer than
+// a batch of them are banked, so that the heartbeat's bounded stream, not
+// the worker's state, holds the run's lead.
 func (Worker) Limit(in protocol.Input, d *protocol.WorkerState) int {
+	const bank = 256
 	if in == protocol.WorkerBeats {
-		return 1 << 20
+		return int(bank - min(d.Credits, bank))
 	}
 	return int(min(d.Credits, 1<<20))
 }
 
-func (Worker) Decode(in protocol.Input, data []byte) (uint64, any, error) {
+type number struct {
+	n, seq uint64
+}
+
+func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 	if in == protocol.WorkerBeats {
-		b, err := protocol.DecodeBeat(data)
+		b, err := protocol.DecodeBeat(m.Data)
 		return actor.NoKey, b, err // faults refer to numbers, not beats
 	}
-	n, err := protocol.DecodeNumber(data)
-	return n, n, err
+	n, err := protocol.DecodeNumber(m.Data)
+	return n, number{n: n, seq: m.Seq}, err
 }
 
 func (Worker) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.WorkerState) []actor.Out {
 	if in == protocol.WorkerBeats {
-		d.Credits++
-		d.Beats++
+		b := v.(protocol.Beat)
+		last := b.Beat + b.Beats() - 1
+		switch {
+		case b.Run > d.BeatRun:
+			d.BeatRun, d.LastBeat = b.Run, 0
+		case b.Run < d.BeatRun || last <= d.LastBeat:
+			d.Duplicates++
+			env.Log.Warn("republished beats skipped", "run", b.Run, "beats", fmt.Sprintf("%d..%d", b.Beat, last))
+			return nil
+		}
+		fresh := last - max(b.Beat-1, d.LastBeat) // a copy cut differently may overlap
+		d.LastBeat = last
+		d.Credits += fresh
+		d.Beats += fresh
 		return nil
 	}
-	n := v.(uint64)
+	num := v.(number)
+	if num.n < d.NextValue {
+		d.Duplicates++
+		env.Log.Warn("republished number skipped", "value", num.n, "next", d.NextValue)
+		return nil
+	}
+	d.NextValue = num.n + 1
 	d.Credits--
 	d.Processed++
-	r := protocol.FizzBuzz(n)
-	env.Log.Debug("processed", "value", n, "result", r.Text)
-	return []actor.Out{{Subject: protocol.SubjectResults, MsgID: protocol.ResultMsgID(n), Data: protocol.EncodeResult(r)}}
+	r := protocol.FizzBuzz(num.n)
+	env.Log.Debug("processed", "value", num.n, "result", r.Text)
+	h := nats.Header{}
+	h.Set(protocol.HeaderSourceSequence, strconv.FormatUint(num.seq, 10))
+	return []actor.Out{{Subject: protocol.SubjectResults, MsgID: protocol.ResultMsgID(num.n), Data: protocol.EncodeResult(r), Header: h}}
 }
 
 // Discard: a dead-lettered number still spends its beat; a malformed beat grants nothing.
@@ -129,18 +192,41 @@ func (Logger) Limit(protocol.Input, *protocol.LoggerState) int { return 1 << 20 
 func (Logger) Discard(protocol.Input, *protocol.LoggerState)   {}
 func (Logger) Counters(d *protocol.LoggerState) map[string]uint64 {
 	t := d.Tally
-	return map[string]uint64{"logged": t.Total(), "fizz": t.Fizz, "buzz": t.Buzz, "fizzbuzz": t.FizzBuzz, "value": t.Value}
+	return map[string]uint64{"logged": t.Total(), "fizz": t.Fizz, "buzz": t.Buzz, "fizzbuzz": t.FizzBuzz, "value": t.Value, "duplicates": d.Duplicates}
 }
 
-func (Logger) Decode(_ protocol.Input, data []byte) (uint64, any, error) {
-	r, err := protocol.DecodeResult(data)
-	return r.Value, r, err
+type result struct {
+	r      protocol.Result
+	source uint64 // 0: not from the worker (no header)
+}
+
+func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
+	r, err := protocol.DecodeResult(m.Data)
+	if err != nil {
+		return r.Value, nil, err
+	}
+	var src uint64
+	if h := m.Header.Get(protocol.HeaderSourceSequence); h != "" {
+		if src, err = strconv.ParseUint(h, 10, 64); err != nil || src == 0 {
+			return r.Value, nil, fmt.Errorf("%w: %s %q", protocol.ErrMalformed, protocol.HeaderSourceSequence, h)
+		}
+	}
+	return r.Value, result{r: r, source: src}, nil
 }
 
 // Apply logs "Fizz (fizz total: 12)": at info when paced, at debug when
 // unpaced (a line per value would cost more than the value).
 func (Logger) Apply(env *actor.Env, _ protocol.Input, v any, d *protocol.LoggerState) []actor.Out {
-	r := v.(protocol.Result)
+	res := v.(result)
+	r := res.r
+	if res.source != 0 {
+		if res.source <= d.LastSource {
+			d.Duplicates++
+			env.Log.Warn("republished result skipped", "value", r.Value, "source", res.source)
+			return nil
+		}
+		d.LastSource = res.source
+	}
 	total := d.Tally.Add(r.Value)
 	msg := fmt.Sprintf("%s (%s total: %d)", r.Text, r.Kind, total)
 	if env.Config.Rate > 0 {

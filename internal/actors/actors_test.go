@@ -2,9 +2,14 @@ package actors
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/pkg/protocol"
@@ -16,11 +21,11 @@ func env(rate time.Duration, beats uint64) *actor.Env {
 
 func TestGenerator(t *testing.T) {
 	g, d := Generator{}, &protocol.GeneratorState{Next: 12}
-	key, out, ok := g.Next(env(0, 0), d, 1)
-	if !ok || key != 14 || string(out.Data) != "13" || out.MsgID != "n-13" || out.Subject != protocol.SubjectNumbers {
-		t.Fatalf("Next(i=1) from 12 = %d %+v %v, want send 14 of value 13", key, out, ok)
+	keys, out, ok := g.Next(env(0, 0), d, 1)
+	if !ok || keys != actor.Key(14) || string(out.Data) != "13" || out.MsgID != "n-13" || out.Subject != protocol.SubjectNumbers {
+		t.Fatalf("Next(i=1) from 12 = %v %+v %v, want send 14 of value 13", keys, out, ok)
 	}
-	g.Advance(d, 3)
+	g.Advance(env(0, 0), d, 3)
 	if d.Next != 15 {
 		t.Fatalf("Advance(3) from 12 = %d", d.Next)
 	}
@@ -38,13 +43,13 @@ func TestHeartbeatCountsBeatsPerRun(t *testing.T) {
 	if d.Beats != 3 {
 		t.Fatalf("Resume within run 2 reset the beats: %+v", d)
 	}
-	if key, out, ok := h.Next(e, d, 1); !ok || key != 5 || out.MsgID != "b-2-5" {
-		t.Fatalf("Next(i=1) after 3 beats = %d %+v %v, want beat 5", key, out, ok)
+	if keys, out, ok := h.Next(e, d, 1); !ok || keys != actor.Key(5) || out.MsgID != "b-2-5" {
+		t.Fatalf("Next(i=1) after 3 beats = %v %+v %v, want beat 5", keys, out, ok)
 	}
 	if _, _, ok := h.Next(e, d, 2); ok {
 		t.Fatal("Next went past --beats")
 	}
-	h.Advance(d, 2)
+	h.Advance(e, d, 2)
 	if !h.Done(e, d) || d.Total != 7 {
 		t.Fatalf("after 5 of 5 beats: done %v, %+v", h.Done(e, d), d)
 	}
@@ -53,54 +58,128 @@ func TestHeartbeatCountsBeatsPerRun(t *testing.T) {
 	}
 }
 
+// Unpaced, a beat message carries a batch of beats; the last one the rest.
+func TestHeartbeatUnpacedBatchesBeats(t *testing.T) {
+	h, e := Heartbeat{}, env(0, 600)
+	e.Config.Batch = 256
+	d := &protocol.HeartbeatState{Run: 2}
+	var got []string
+	for i := 0; ; i++ {
+		keys, out, ok := h.Next(e, d, i)
+		if !ok {
+			break
+		}
+		got = append(got, fmt.Sprintf("%d-%d %s", keys.From, keys.To, out.Data))
+	}
+	want := []string{
+		`1-256 {"run":2,"beat":1,"count":256}`,
+		`257-512 {"run":2,"beat":257,"count":256}`,
+		`513-600 {"run":2,"beat":513,"count":88}`,
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("messages %q, want %q", got, want)
+	}
+	h.Advance(e, d, 3)
+	if d.Beats != 600 || !h.Done(e, d) {
+		t.Fatalf("after all messages: %+v", d)
+	}
+}
+
+func beatMsg(run, beat, count uint64) actor.Msg {
+	return actor.Msg{Data: protocol.EncodeBeat(protocol.Beat{Run: run, Beat: beat, Count: count})}
+}
+
+func apply[D any](t *testing.T, p actor.Processor[D], in protocol.Input, m actor.Msg, d *D) []actor.Out {
+	t.Helper()
+	_, v, err := p.Decode(in, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Apply(env(0, 0), in, v, d)
+}
+
 func TestWorkerSpendsOneBeatPerNumber(t *testing.T) {
-	w, e, d := Worker{}, env(0, 0), &protocol.WorkerState{}
+	w, d := Worker{}, &protocol.WorkerState{}
 	if n := w.Limit(protocol.WorkerNumbers, d); n != 0 {
 		t.Fatalf("no beats yet, but may take %d numbers", n)
 	}
-	for range 2 {
-		_, b, err := w.Decode(protocol.WorkerBeats, protocol.EncodeBeat(protocol.Beat{Run: 2, Beat: 1}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if outs := w.Apply(e, protocol.WorkerBeats, b, d); len(outs) != 0 {
+	for b := uint64(1); b <= 2; b++ {
+		if outs := apply(t, w, protocol.WorkerBeats, beatMsg(2, b, 0), d); len(outs) != 0 {
 			t.Fatalf("a beat produced %d outputs", len(outs))
 		}
 	}
 	if n := w.Limit(protocol.WorkerNumbers, d); n != 2 {
 		t.Fatalf("2 beats allow %d numbers, want 2", n)
 	}
-	key, v, err := w.Decode(protocol.WorkerNumbers, []byte("15"))
-	if err != nil || key != 15 {
-		t.Fatal(key, err)
+	if n := w.Limit(protocol.WorkerBeats, d); n != 254 {
+		t.Fatalf("with 2 beats banked the worker takes %d more, want 254", n)
 	}
-	outs := w.Apply(e, protocol.WorkerNumbers, v, d)
-	if len(outs) != 1 || outs[0].MsgID != "r-15" || string(outs[0].Data) != `{"value":15,"kind":"fizzbuzz","text":"FizzBuzz"}` {
+	outs := apply(t, w, protocol.WorkerNumbers, actor.Msg{Data: []byte("15"), Seq: 40}, d)
+	if len(outs) != 1 || outs[0].MsgID != "r-15" || string(outs[0].Data) != `{"value":15,"kind":"fizzbuzz","text":"FizzBuzz"}` ||
+		outs[0].Header.Get(protocol.HeaderSourceSequence) != "40" {
 		t.Fatalf("outputs %+v", outs)
 	}
 	w.Discard(protocol.WorkerNumbers, d) // a dead-lettered number spends its beat too
 	if d.Credits != 0 || d.Processed != 1 || d.DeadLettered != 1 {
 		t.Fatalf("state %+v", d)
 	}
-	if _, _, err := w.Decode(protocol.WorkerNumbers, []byte("x")); !errors.Is(err, protocol.ErrMalformed) {
+	if _, _, err := w.Decode(protocol.WorkerNumbers, actor.Msg{Data: []byte("x")}); !errors.Is(err, protocol.ErrMalformed) {
 		t.Fatalf("Decode(x) error %v", err)
 	}
-	if key, _, _ := w.Decode(protocol.WorkerBeats, protocol.EncodeBeat(protocol.Beat{Beat: 33})); key != actor.NoKey {
+	if key, _, _ := w.Decode(protocol.WorkerBeats, beatMsg(1, 33, 0)); key != actor.NoKey {
 		t.Fatal("a beat must carry no fault key")
+	}
+}
+
+// Republished copies (the server forgot their IDs) are skipped by position.
+func TestWorkerSkipsRepublishedCopies(t *testing.T) {
+	w, d := Worker{}, &protocol.WorkerState{}
+	apply(t, w, protocol.WorkerBeats, beatMsg(1, 1, 256), d)
+	apply(t, w, protocol.WorkerBeats, beatMsg(1, 1, 256), d)   // the same batch again
+	apply(t, w, protocol.WorkerBeats, beatMsg(1, 200, 100), d) // cut differently: 57 of its beats are new
+	if d.Beats != 299 || d.Credits != 299 || d.Duplicates != 1 {
+		t.Fatalf("after overlapping beats: %+v, want 299 beats and 1 duplicate", d)
+	}
+	apply(t, w, protocol.WorkerBeats, beatMsg(2, 1, 0), d) // a new run counts from 1 again
+	if d.Beats != 300 || d.BeatRun != 2 || d.LastBeat != 1 {
+		t.Fatalf("new run: %+v", d)
+	}
+	apply(t, w, protocol.WorkerBeats, beatMsg(1, 400, 0), d) // a stale run
+	if d.Beats != 300 || d.Duplicates != 2 {
+		t.Fatalf("stale run counted: %+v", d)
+	}
+	for _, n := range []string{"0", "1", "2", "1", "0", "3"} {
+		apply(t, w, protocol.WorkerNumbers, actor.Msg{Data: []byte(n), Seq: 1}, d)
+	}
+	if d.Processed != 4 || d.NextValue != 4 || d.Duplicates != 4 {
+		t.Fatalf("numbers: %+v, want 4 processed and 2 more duplicates", d)
 	}
 }
 
 func TestLoggerTallies(t *testing.T) {
 	l, d := Logger{}, &protocol.LoggerState{}
-	for _, n := range []uint64{3, 5, 15, 7, 6} {
-		_, r, err := l.Decode(protocol.LoggerResults, protocol.EncodeResult(protocol.FizzBuzz(n)))
-		if err != nil {
-			t.Fatal(err)
+	res := func(n, src uint64) actor.Msg {
+		m := actor.Msg{Data: protocol.EncodeResult(protocol.FizzBuzz(n)), Header: nats.Header{}}
+		if src != 0 {
+			m.Header.Set(protocol.HeaderSourceSequence, strconv.FormatUint(src, 10))
 		}
-		l.Apply(env(time.Second, 0), protocol.LoggerResults, r, d)
+		return m
 	}
+	for i, n := range []uint64{3, 5, 15, 7, 6} {
+		apply(t, l, protocol.LoggerResults, res(n, uint64(i+1)), d)
+	}
+	apply(t, l, protocol.LoggerResults, res(15, 3), d) // republished: source 3 was logged
 	want := protocol.Tally{Fizz: 2, Buzz: 1, FizzBuzz: 1, Value: 1, Sum: 36, SumSq: 9 + 25 + 225 + 49 + 36}
-	if d.Tally != want {
-		t.Fatalf("tally %+v, want %+v", d.Tally, want)
+	if d.Tally != want || d.Duplicates != 1 || d.LastSource != 5 {
+		t.Fatalf("state %+v, want tally %+v and 1 duplicate", d, want)
+	}
+	apply(t, l, protocol.LoggerResults, res(9, 0), d) // by hand, no source: logged
+	if d.Tally.Fizz != 3 {
+		t.Fatalf("a result without a source was not logged: %+v", d.Tally)
+	}
+	bad := res(9, 0)
+	bad.Header.Set(protocol.HeaderSourceSequence, "x")
+	if _, _, err := l.Decode(protocol.LoggerResults, bad); !errors.Is(err, protocol.ErrMalformed) {
+		t.Fatalf("bad source header: %v", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/robust/robust/internal/supervisor"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -258,5 +260,49 @@ func TestGiveUp(t *testing.T) {
 				t.Fatalf("actor %s (pid %d) outlived its supervisor", pr.comm, pr.pid)
 			}
 		}
+	}
+}
+
+// Copies of messages already applied, republished with fresh IDs (as after
+// a server restart that forgot the originals' IDs), are skipped by position:
+// a number below the worker's mark, a beat it counted, a result at or below
+// the logger's source mark. Were any applied, the tally would not balance.
+func TestRepublishedCopiesAreSkipped(t *testing.T) {
+	t.Parallel()
+	p := start(t, "", "--rate", "5", "--beats", "0", "--faults", "none", "--queue", "20")
+	_, js := p.connect()
+	waitFor(t, 20*time.Second, "30 values logged", func() bool { _, v := progress(t, js, protocol.Logger); return v >= 30 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	pub := func(subj, data string, h nats.Header) {
+		t.Helper()
+		m := &nats.Msg{Subject: subj, Data: []byte(data), Header: h}
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatalf("publish %s %q: %v", subj, data, err)
+		}
+	}
+	h := nats.Header{}
+	h.Set(protocol.HeaderSourceSequence, "4") // the source of value 3, logged long ago
+	pub(protocol.SubjectResults, string(protocol.EncodeResult(protocol.FizzBuzz(3))), h)
+	pub(protocol.SubjectBeats, `{"run":1,"beat":2}`, nil)
+	// The generator keeps its queue full: pause it so that a copy of 3 fits.
+	gen := p.actorPID(protocol.Generator)
+	if err := syscall.Kill(gen, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "room in NUMBERS", func() bool {
+		_, err := js.PublishMsg(ctx, &nats.Msg{Subject: protocol.SubjectNumbers, Data: []byte("3")})
+		return err == nil
+	})
+	_ = syscall.Kill(gen, syscall.SIGCONT)
+	for _, want := range []string{"republished result skipped", "republished beats skipped", "republished number skipped"} {
+		waitFor(t, 10*time.Second, want, func() bool { return strings.Contains(p.stderr.String(), want) })
+	}
+	s := p.finish(syscall.SIGTERM, time.Minute)
+	if s.Duplicates[protocol.Worker] != 2 || s.Duplicates[protocol.Logger] != 1 {
+		t.Fatalf("duplicates skipped %v, want worker 2 and logger 1", s.Duplicates)
+	}
+	if s.BeatsSent != s.BeatsTaken {
+		t.Fatalf("beats sent %d, taken %d", s.BeatsSent, s.BeatsTaken)
 	}
 }

@@ -145,6 +145,16 @@ func (p Plan) Hit(actor string, point Point, key, starts uint64) (Rule, bool) {
 	return Rule{}, false
 }
 
+// HitIn is Hit for any key in [from, to].
+func (p Plan) HitIn(actor string, point Point, from, to, starts uint64) (Rule, bool) {
+	for _, r := range p.Rules {
+		if r.Actor == actor && r.Point == point && r.Key >= from && r.Key <= to && (!r.Once || starts == 1) {
+			return r, true
+		}
+	}
+	return Rule{}, false
+}
+
 // Injected is the panic value of an injected fault.
 type Injected struct{ Rule Rule }
 

@@ -22,6 +22,8 @@ type DeadLetter struct {
 	Value      *uint64 `json:"value"` // nil when the payload is no generated value (malformed, or a beat)
 	Reason     string  `json:"reason"`
 	Subject    string  `json:"subject"` // where it came from
+	Stream     string  `json:"stream"`
+	OrigSeq    uint64  `json:"orig_seq"`
 	Deliveries int     `json:"deliveries"`
 	Payload    string  `json:"payload"`
 }
@@ -35,7 +37,10 @@ type Summary struct {
 	Generated    uint64            `json:"generated"`
 	Processed    uint64            `json:"processed"` // by the worker
 	Logged       uint64            `json:"logged"`
-	Queued       uint64            `json:"queued"` // generated values neither logged nor dead-lettered yet
+	BeatsSent    uint64            `json:"beats_sent"`  // by the heartbeat, all runs
+	BeatsTaken   uint64            `json:"beats_taken"` // by the worker, all runs
+	Duplicates   map[string]uint64 `json:"duplicates"`  // republished copies skipped, per actor
+	Queued       uint64            `json:"queued"`      // generated values neither logged nor dead-lettered yet
 	DeadLettered []DeadLetter      `json:"dead_lettered"`
 	Starts       map[string]uint64 `json:"starts"`
 	Restarts     map[string]uint64 `json:"restarts"`     // all runs
@@ -102,6 +107,9 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 		Generated:    gen.Data.Next,
 		Processed:    wk.Data.Processed,
 		Logged:       lg.Data.Tally.Total(),
+		BeatsSent:    hb.Data.Total,
+		BeatsTaken:   wk.Data.Beats,
+		Duplicates:   map[string]uint64{protocol.Worker: wk.Data.Duplicates, protocol.Logger: lg.Data.Duplicates},
 		DeadLettered: dlq,
 		Starts: map[string]uint64{
 			protocol.Generator: gen.Starts, protocol.Heartbeat: hb.Starts,
@@ -174,15 +182,31 @@ func reconcile(generated uint64, dlq []DeadLetter, queuedValues []uint64, logged
 	return expected, queued, problems
 }
 
+// readDLQ lists the dead letters. One message dead-lettered twice (its
+// actor died between the dead-lettering and its state save, and the server
+// restarted in between and forgot the first copy's ID) is listed once.
 func readDLQ(ctx context.Context, js jetstream.JetStream) ([]DeadLetter, error) {
 	var out []DeadLetter
+	type origin struct {
+		stream string
+		seq    uint64
+	}
+	seen := map[origin]bool{}
 	err := eachMsg(ctx, js, protocol.StreamDLQ, 1, func(m *jetstream.RawStreamMsg) {
 		d := DeadLetter{
 			Seq:     m.Sequence,
 			Actor:   m.Header.Get(protocol.HeaderActor),
 			Reason:  m.Header.Get(protocol.HeaderReason),
 			Subject: m.Header.Get(protocol.HeaderOrigSubject),
+			Stream:  m.Header.Get(protocol.HeaderOrigStream),
 			Payload: string(m.Data),
+		}
+		d.OrigSeq, _ = strconv.ParseUint(m.Header.Get(protocol.HeaderOrigSequence), 10, 64)
+		if o := (origin{d.Stream, d.OrigSeq}); d.OrigSeq != 0 {
+			if seen[o] {
+				return
+			}
+			seen[o] = true
 		}
 		d.Deliveries, _ = strconv.Atoi(m.Header.Get(protocol.HeaderDeliveries))
 		switch d.Subject {
@@ -236,6 +260,8 @@ func (s *Summary) WriteText(w io.Writer) {
 	}
 	p("generated %d, processed %d, logged %d, dead-lettered %d, queued %d\n",
 		s.Generated, s.Processed, s.Logged, len(s.DeadLettered), s.Queued)
+	p("beats sent %d, taken %d; republished copies skipped: worker %d, logger %d\n",
+		s.BeatsSent, s.BeatsTaken, s.Duplicates[protocol.Worker], s.Duplicates[protocol.Logger])
 	dl := slices.Clone(s.DeadLettered)
 	for _, d := range dl {
 		v := "(no value)"

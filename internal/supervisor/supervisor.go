@@ -225,33 +225,49 @@ func (s *Supervisor) updateSup(ctx context.Context, f func(*supState)) error {
 }
 
 // supervise starts the actors, waits for the end of the run, stops the
-// producers, drains and stops the rest. completed: the run reached its last beat.
+// producers, drains and stops the rest. completed: the run reached its last
+// beat and drained.
+//
+// After the last beat only the heartbeat stops: the generator keeps the
+// queue full until the worker has spent every beat. On a stop request both
+// producers stop at once, and the worker spends what beats it can.
 func (s *Supervisor) supervise(ctx, abort context.Context) (runErr error, completed bool) {
-	consCtx, stopCons := context.WithCancel(context.Background())
-	defer stopCons()
-	prodCtx, stopProd := context.WithCancel(context.Background())
-	defer stopProd()
+	type running struct {
+		stop context.CancelFunc
+		done chan struct{}
+	}
 	errc := make(chan error, len(protocol.Actors))
-	var cons, prod sync.WaitGroup
+	actors := map[string]running{}
 	for _, a := range protocol.Actors {
-		actx, wg := consCtx, &cons
-		if a == protocol.Generator || a == protocol.Heartbeat {
-			actx, wg = prodCtx, &prod
-		}
-		wg.Go(func() {
+		actx, stop := context.WithCancel(context.Background())
+		r := running{stop: stop, done: make(chan struct{})}
+		actors[a] = r
+		go func() {
+			defer close(r.done)
 			if err := s.superviseActor(actx, a); err != nil {
 				errc <- err
 			}
-		})
+		}()
 	}
+	stop := func(names ...string) {
+		for _, n := range names {
+			actors[n].stop()
+		}
+		for _, n := range names {
+			<-actors[n].done
+		}
+	}
+	defer stop(protocol.Actors...) // every actor goroutine has ended when supervise returns
 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	generatorRuns := false
 wait:
 	for {
 		select {
 		case <-ctx.Done():
 			s.log.Info("stop requested: stopping the producers, draining the rest (again to stop at once)")
+			stop(protocol.Heartbeat, protocol.Generator)
 			break wait
 		case <-abort.Done():
 			break wait
@@ -260,22 +276,24 @@ wait:
 			break wait
 		case <-tick.C:
 			if s.heartbeatDone() {
-				completed = true
+				completed, generatorRuns = true, true
 				s.log.Info("last beat sent; draining", "beats", s.cfg.Beats)
+				stop(protocol.Heartbeat)
 				break wait
 			}
 		}
 	}
-	stopProd()
-	prod.Wait()
 	if runErr == nil && !s.aborted.Load() {
-		if err := s.drain(abort); err != nil {
+		if err := s.drain(abort, errc, generatorRuns); err != nil {
 			s.log.Warn(err.Error())
 			completed = false
+			var giveUp *GiveUpError
+			if errors.As(err, &giveUp) {
+				runErr = err
+			}
 		}
 	}
-	stopCons()
-	cons.Wait()
+	stop(protocol.Actors...)
 	select {
 	case err := <-errc:
 		if runErr == nil {
@@ -297,12 +315,12 @@ func (s *Supervisor) heartbeatDone() bool {
 }
 
 // drain waits until every beat is spent and every result logged, or the
-// drain timeout passes.
-func (s *Supervisor) drain(abort context.Context) error {
+// drain timeout passes, or an actor gives up.
+func (s *Supervisor) drain(abort context.Context, errc <-chan error, generatorRuns bool) error {
 	deadline := time.Now().Add(s.cfg.DrainTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		left, err := s.inFlight(ctx)
+		left, err := s.inFlight(ctx, generatorRuns)
 		cancel()
 		if err == nil && left == "" {
 			return nil
@@ -316,13 +334,15 @@ func (s *Supervisor) drain(abort context.Context) error {
 		select {
 		case <-abort.Done():
 			return errors.New("aborted while draining")
-		case <-time.After(50 * time.Millisecond):
+		case err := <-errc:
+			return err
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
 // inFlight says what work is left, or "" when the pipeline is drained.
-func (s *Supervisor) inFlight(ctx context.Context) (string, error) {
+func (s *Supervisor) inFlight(ctx context.Context, generatorRuns bool) (string, error) {
 	msgs := map[string]uint64{}
 	for _, name := range []string{protocol.StreamNumbers, protocol.StreamBeats, protocol.StreamResults} {
 		st, err := s.js.Stream(ctx, name)
@@ -341,8 +361,8 @@ func (s *Supervisor) inFlight(ctx context.Context) (string, error) {
 	}
 	switch {
 	case msgs[protocol.StreamBeats] > 0:
-		return fmt.Sprintf("%d beats not yet taken by the worker", msgs[protocol.StreamBeats]), nil
-	case w.Data.Credits > 0 && msgs[protocol.StreamNumbers] > 0:
+		return fmt.Sprintf("%d beat messages not yet taken by the worker", msgs[protocol.StreamBeats]), nil
+	case w.Data.Credits > 0 && (generatorRuns || msgs[protocol.StreamNumbers] > 0):
 		return fmt.Sprintf("worker has %d beats to spend", w.Data.Credits), nil
 	case msgs[protocol.StreamResults] > 0:
 		return fmt.Sprintf("%d results not yet logged", msgs[protocol.StreamResults]), nil

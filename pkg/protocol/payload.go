@@ -9,8 +9,9 @@ import (
 
 // Beat is the payload on SubjectBeats.
 type Beat struct {
-	Run  uint64 `json:"run"`  // the supervisor run the beat belongs to
-	Beat uint64 `json:"beat"` // 1-based within the run
+	Run   uint64 `json:"run"`             // the supervisor run the beat belongs to
+	Beat  uint64 `json:"beat"`            // 1-based within the run: the first beat this message carries
+	Count uint64 `json:"count,omitempty"` // beats carried: Beat … Beat+Count-1; omitted means 1
 }
 
 // Result is the payload on SubjectResults.
@@ -19,6 +20,9 @@ type Result struct {
 	Kind  Kind   `json:"kind"`
 	Text  string `json:"text"` // "Fizz", "Buzz", "FizzBuzz" or the number
 }
+
+// Beats is how many beats b carries.
+func (b Beat) Beats() uint64 { return max(b.Count, 1) }
 
 // EncodeBeat returns b as JSON.
 func EncodeBeat(b Beat) []byte { return mustJSON(b) }

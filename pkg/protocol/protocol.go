@@ -76,6 +76,10 @@ const (
 	HeaderOrigStream   = "Robust-Orig-Stream"   // DLQ: its stream
 	HeaderOrigSequence = "Robust-Orig-Sequence" // DLQ: its stream sequence
 	HeaderDeliveries   = "Robust-Deliveries"    // DLQ: deliveries, this one included
+	// HeaderSourceSequence is on each result: the NUMBERS stream sequence it
+	// was computed from. Results arrive in that order, so the logger tells a
+	// republished result by it.
+	HeaderSourceSequence = "Robust-Source-Sequence"
 )
 
 // Message IDs: stable for one logical message, so that a republish after a

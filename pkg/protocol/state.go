@@ -17,16 +17,27 @@ type HeartbeatState struct {
 }
 
 // WorkerState: each beat grants one credit; each number taken spends one.
+//
+// Producers publish in order, so numbers arrive in increasing value and
+// beats in increasing (run, beat). A message at or below the marks is a
+// republished copy (the stream's duplicate window forgets consumed
+// messages' IDs when the server restarts): it is skipped and counted.
 type WorkerState struct {
 	Credits      uint64 `json:"credits"`
 	Beats        uint64 `json:"beats"`
 	Processed    uint64 `json:"processed"`
 	DeadLettered uint64 `json:"dead_lettered"`
+	NextValue    uint64 `json:"next_value"` // numbers below it were taken
+	BeatRun      uint64 `json:"beat_run"`   // the last beat counted: run …
+	LastBeat     uint64 `json:"last_beat"`  // … and beat number
+	Duplicates   uint64 `json:"duplicates"` // republished copies skipped
 }
 
 // LoggerState is the logger's tally of every result it logged.
 type LoggerState struct {
-	Tally Tally `json:"tally"`
+	Tally      Tally  `json:"tally"`
+	LastSource uint64 `json:"last_source"` // HeaderSourceSequence of the last result logged
+	Duplicates uint64 `json:"duplicates"`  // republished copies skipped
 }
 
 // Tally counts results by kind, with checksums of the values: two tallies
