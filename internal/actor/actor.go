@@ -60,9 +60,9 @@ type Processor[D any] interface {
 	Inputs() []protocol.Input
 	// Limit is how many messages of in the actor may take now; 0 waits.
 	Limit(in protocol.Input, d *D) int
-	// Decode parses a delivery. An error wrapping protocol.ErrMalformed
-	// dead-letters the message. key is what the fault plan refers to, or
-	// NoKey.
+	// Decode parses a delivery. An error (protocol.ErrMalformed,
+	// protocol.ErrForeign) dead-letters the message with the error as its
+	// reason. key is what the fault plan refers to, or NoKey.
 	Decode(in protocol.Input, m Msg) (key uint64, v any, err error)
 	// Apply applies a decoded message to d and returns the outputs. It runs
 	// on a working copy of the state: nothing is kept unless the batch

@@ -27,7 +27,7 @@ type processor[D any] struct {
 type input struct {
 	in       protocol.Input
 	c        jetstream.Consumer
-	nextCSeq uint64 // next consumer delivery sequence expected; 0 after a reset
+	nextCSeq uint64 // next consumer delivery sequence expected
 }
 
 func newProcessor[D any](cfg protocol.ActorConfig, log *slog.Logger, p Processor[D]) (*processor[D], error) {
@@ -59,7 +59,7 @@ func (r *processor[D]) reset(ctx context.Context, i *input) error {
 	if err != nil {
 		return err
 	}
-	i.c, i.nextCSeq = c, 0
+	i.c, i.nextCSeq = c, 1 // a new consumer's first delivery is number 1
 	return nil
 }
 
@@ -148,11 +148,14 @@ func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg
 		if err != nil {
 			return fmt.Errorf("metadata: %w", err)
 		}
-		if i.nextCSeq != 0 && md.Sequence.Consumer > i.nextCSeq {
-			// A delivery went missing between server and client: later
-			// messages must not be applied ahead of it.
+		if md.Sequence.Consumer > i.nextCSeq {
+			// A delivery went missing between server and client (or to an
+			// older copy of this actor): later messages must not be applied
+			// ahead of it.
 			r.env.Log.Warn("delivery gap; resetting consumer", "consumer", i.in.Consumer, "expected", i.nextCSeq, "got", md.Sequence.Consumer)
-			return r.reset(ctx, i)
+			rctx, cancel := withTimeout(ctx)
+			defer cancel()
+			return r.reset(rctx, i)
 		}
 		i.nextCSeq = max(i.nextCSeq, md.Sequence.Consumer+1)
 		if md.Sequence.Stream <= cur.Applied {
@@ -165,6 +168,7 @@ func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg
 		todo = append(todo, delivery{m: m, seq: md.Sequence.Stream})
 	}
 	for len(todo) > 0 {
+		r.turn() // one message at a time can take a while: show progress
 		st := r.state()
 		inf := st.cursor(i.in.Consumer).Inflight
 		if inf == nil || todo[0].seq > inf.To {
@@ -211,6 +215,20 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 			panic(p)
 		}
 	}()
+	// An attempt that fails with an error (the server is slow or gone) says
+	// nothing against the messages: take it back, if the state can be written.
+	uncount := func(err error) error {
+		if !errors.Is(err, ErrFenced) {
+			st := r.state()
+			if inf := st.cursor(in.Consumer).Inflight; inf != nil && inf.Attempts > 0 {
+				inf.Attempts--
+				uctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				_ = r.store.save(uctx, st) // best effort: the actor is about to exit
+			}
+		}
+		return err
+	}
 
 	work = r.state()
 	var outs []Out
@@ -229,7 +247,7 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 			key, v, err := r.p.Decode(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq})
 			if err != nil {
 				reason := err.Error()
-				r.env.Log.Warn("dead-lettering malformed message", "consumer", in.Consumer, "seq", d.seq, "reason", reason)
+				r.env.Log.Warn("dead-lettering a message it cannot take", "consumer", in.Consumer, "seq", d.seq, "reason", reason)
 				r.p.Discard(in, &work.Data)
 				outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
 				continue
@@ -240,13 +258,13 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 		}
 	}
 	if _, err := r.publish(sctx, outs, nil); err != nil {
-		return err
+		return uncount(err)
 	}
 	r.checkFaults(faults.AfterPublish, keys)
 	cur := work.cursor(in.Consumer)
-	cur.Applied, cur.Inflight = ds[len(ds)-1].seq, rest
+	cur.Applied, cur.Inflight = max(cur.Applied, ds[len(ds)-1].seq), rest
 	if err := r.save(sctx, work); err != nil {
-		return err
+		return uncount(err)
 	}
 	saved = true
 	r.checkFaults(faults.AfterSave, keys)

@@ -74,12 +74,16 @@ func (r *producer[D]) serve(ctx context.Context) error {
 		tick = t.C
 	}
 	full := backoff{min: time.Millisecond, max: 50 * time.Millisecond}
+	idle := time.NewTicker(pollWait) // the loop turns while it waits for a slow tick
+	defer idle.Stop()
 	for ctx.Err() == nil {
 		r.turn()
 		want := r.env.Config.Batch
 		if tick != nil {
 			select {
 			case <-tick:
+			case <-idle.C:
+				continue
 			case <-ctx.Done():
 				return nil
 			}
@@ -98,9 +102,14 @@ func (r *producer[D]) serve(ctx context.Context) error {
 			sleep(ctx, full.next()) // the queue is full: wait for consumers
 			continue
 		}
-		full.reset()
-		if err := r.send(ctx, st, min(want, room), last); err != nil {
+		sent, err := r.send(ctx, st, min(want, room), last)
+		if err != nil {
 			return err
+		}
+		if sent {
+			full.reset()
+		} else {
+			sleep(ctx, full.next()) // refused: somebody else's publish, or a store failure
 		}
 	}
 	return nil
@@ -109,7 +118,7 @@ func (r *producer[D]) serve(ctx context.Context) error {
 // send publishes up to n messages, chained on the stream's last sequence so
 // that they land in order: a consumer can then tell a republished message
 // (after a server restart forgot its ID) by its position alone.
-func (r *producer[D]) send(ctx context.Context, st State[D], n int, last uint64) error {
+func (r *producer[D]) send(ctx context.Context, st State[D], n int, last uint64) (sent bool, err error) {
 	var outs []Out
 	var keys []Keys
 	for i := range n {
@@ -121,14 +130,14 @@ func (r *producer[D]) send(ctx context.Context, st State[D], n int, last uint64)
 		outs, keys = append(outs, out), append(keys, key)
 	}
 	if len(outs) == 0 {
-		return nil
+		return false, nil
 	}
 	sctx, cancel := withTimeout(ctx) // a stop lets the batch finish
 	defer cancel()
 	k, err := r.publish(sctx, outs, &last)
 	if err != nil {
 		if !retryable(err) {
-			return err
+			return false, err
 		}
 		r.env.Log.Debug("publish refused; will retry", "sent", k, "of", len(outs), "reason", err)
 	}
@@ -136,16 +145,16 @@ func (r *producer[D]) send(ctx context.Context, st State[D], n int, last uint64)
 		checkFault(&r.env, r.plan, faults.AfterPublish, key)
 	}
 	if k == 0 {
-		return nil
+		return false, nil
 	}
 	r.p.Advance(&r.env, &st.Data, k)
 	if err := r.save(sctx, st); err != nil {
-		return err
+		return false, err
 	}
 	for _, key := range keys[:k] {
 		checkFault(&r.env, r.plan, faults.AfterSave, key)
 	}
-	return nil
+	return true, nil
 }
 
 // backoff doubles from min to max.

@@ -110,7 +110,12 @@ func (c *core[D]) open(ctx context.Context) error {
 
 func (c *core[D]) close() {
 	if c.nc != nil {
-		_ = c.nc.Drain() // flushes pending acks; errors leave messages to be redelivered, never lost
+		// Flush pending acks before closing; a lost ack only means a
+		// redelivery that is skipped.
+		if err := c.nc.FlushTimeout(time.Second); err != nil {
+			c.env.Log.Debug("flush on close", "error", err)
+		}
+		c.nc.Close()
 	}
 }
 
@@ -235,6 +240,9 @@ func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, de
 	h.Set(protocol.HeaderOrigStream, in.Stream)
 	h.Set(protocol.HeaderOrigSequence, strconv.FormatUint(seq, 10))
 	h.Set(protocol.HeaderDeliveries, strconv.Itoa(deliveries))
+	if id := m.Headers().Get(protocol.HeaderMsgID); id != "" {
+		h.Set(protocol.HeaderOrigMsgID, id)
+	}
 	return Out{Subject: protocol.DLQSubject(actor), MsgID: protocol.DLQMsgID(in.Stream, seq), Data: m.Data(), Header: h}
 }
 

@@ -112,8 +112,15 @@ func (s *store[D]) save(ctx context.Context, st State[D]) error {
 // LoadState reads an actor's persisted state without fencing anybody: for
 // the supervisor's summary and for tests.
 func LoadState[D any](ctx context.Context, kv jetstream.KeyValue, key string) (State[D], error) {
+	st, _, err := LoadStateRev[D](ctx, kv, key)
+	return st, err
+}
+
+// LoadStateRev is LoadState with the state's KV revision (0: none yet).
+func LoadStateRev[D any](ctx context.Context, kv jetstream.KeyValue, key string) (State[D], uint64, error) {
 	s := store[D]{kv: kv, key: key}
-	return s.load(ctx)
+	st, err := s.load(ctx)
+	return st, s.rev, err
 }
 
 func copyCounters(m map[string]uint64) map[string]uint64 { return maps.Clone(m) }

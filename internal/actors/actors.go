@@ -132,11 +132,18 @@ type number struct {
 }
 
 func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
+	id := m.Header.Get(protocol.HeaderMsgID)
 	if in == protocol.WorkerBeats {
 		b, err := protocol.DecodeBeat(m.Data)
+		if err == nil {
+			err = protocol.CheckMsgID("beat", id, protocol.BeatMsgID(b.Run, b.Beat))
+		}
 		return actor.NoKey, b, err // faults refer to numbers, not beats
 	}
 	n, err := protocol.DecodeNumber(m.Data)
+	if err == nil {
+		err = protocol.CheckMsgID("number", id, protocol.NumberMsgID(n))
+	}
 	return n, number{n: n, seq: m.Seq}, err
 }
 
@@ -197,7 +204,7 @@ func (Logger) Counters(d *protocol.LoggerState) map[string]uint64 {
 
 type result struct {
 	r      protocol.Result
-	source uint64 // 0: not from the worker (no header)
+	source uint64
 }
 
 func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
@@ -205,11 +212,13 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 	if err != nil {
 		return r.Value, nil, err
 	}
-	var src uint64
-	if h := m.Header.Get(protocol.HeaderSourceSequence); h != "" {
-		if src, err = strconv.ParseUint(h, 10, 64); err != nil || src == 0 {
-			return r.Value, nil, fmt.Errorf("%w: %s %q", protocol.ErrMalformed, protocol.HeaderSourceSequence, h)
-		}
+	if err := protocol.CheckMsgID("result", m.Header.Get(protocol.HeaderMsgID), protocol.ResultMsgID(r.Value)); err != nil {
+		return r.Value, nil, err
+	}
+	h := m.Header.Get(protocol.HeaderSourceSequence)
+	src, err := strconv.ParseUint(h, 10, 64)
+	if err != nil || src == 0 {
+		return r.Value, nil, fmt.Errorf("%w: result: header %s %q: want the sequence of its number", protocol.ErrMalformed, protocol.HeaderSourceSequence, h)
 	}
 	return r.Value, result{r: r, source: src}, nil
 }
@@ -219,14 +228,12 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 func (Logger) Apply(env *actor.Env, _ protocol.Input, v any, d *protocol.LoggerState) []actor.Out {
 	res := v.(result)
 	r := res.r
-	if res.source != 0 {
-		if res.source <= d.LastSource {
-			d.Duplicates++
-			env.Log.Warn("republished result skipped", "value", r.Value, "source", res.source)
-			return nil
-		}
-		d.LastSource = res.source
+	if res.source <= d.LastSource {
+		d.Duplicates++
+		env.Log.Warn("republished result skipped", "value", r.Value, "source", res.source)
+		return nil
 	}
+	d.LastSource = res.source
 	total := d.Tally.Add(r.Value)
 	msg := fmt.Sprintf("%s (%s total: %d)", r.Text, r.Kind, total)
 	if env.Config.Rate > 0 {

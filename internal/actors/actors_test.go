@@ -86,7 +86,15 @@ func TestHeartbeatUnpacedBatchesBeats(t *testing.T) {
 }
 
 func beatMsg(run, beat, count uint64) actor.Msg {
-	return actor.Msg{Data: protocol.EncodeBeat(protocol.Beat{Run: run, Beat: beat, Count: count})}
+	h := nats.Header{}
+	h.Set(protocol.HeaderMsgID, protocol.BeatMsgID(run, beat))
+	return actor.Msg{Data: protocol.EncodeBeat(protocol.Beat{Run: run, Beat: beat, Count: count}), Header: h}
+}
+
+func numberMsg(n string, seq uint64) actor.Msg {
+	h := nats.Header{}
+	h.Set(protocol.HeaderMsgID, "n-"+n)
+	return actor.Msg{Data: []byte(n), Header: h, Seq: seq}
 }
 
 func apply[D any](t *testing.T, p actor.Processor[D], in protocol.Input, m actor.Msg, d *D) []actor.Out {
@@ -114,7 +122,7 @@ func TestWorkerSpendsOneBeatPerNumber(t *testing.T) {
 	if n := w.Limit(protocol.WorkerBeats, d); n != 254 {
 		t.Fatalf("with 2 beats banked the worker takes %d more, want 254", n)
 	}
-	outs := apply(t, w, protocol.WorkerNumbers, actor.Msg{Data: []byte("15"), Seq: 40}, d)
+	outs := apply(t, w, protocol.WorkerNumbers, numberMsg("15", 40), d)
 	if len(outs) != 1 || outs[0].MsgID != "r-15" || string(outs[0].Data) != `{"value":15,"kind":"fizzbuzz","text":"FizzBuzz"}` ||
 		outs[0].Header.Get(protocol.HeaderSourceSequence) != "40" {
 		t.Fatalf("outputs %+v", outs)
@@ -149,7 +157,7 @@ func TestWorkerSkipsRepublishedCopies(t *testing.T) {
 		t.Fatalf("stale run counted: %+v", d)
 	}
 	for _, n := range []string{"0", "1", "2", "1", "0", "3"} {
-		apply(t, w, protocol.WorkerNumbers, actor.Msg{Data: []byte(n), Seq: 1}, d)
+		apply(t, w, protocol.WorkerNumbers, numberMsg(n, 1), d)
 	}
 	if d.Processed != 4 || d.NextValue != 4 || d.Duplicates != 4 {
 		t.Fatalf("numbers: %+v, want 4 processed and 2 more duplicates", d)
@@ -160,6 +168,7 @@ func TestLoggerTallies(t *testing.T) {
 	l, d := Logger{}, &protocol.LoggerState{}
 	res := func(n, src uint64) actor.Msg {
 		m := actor.Msg{Data: protocol.EncodeResult(protocol.FizzBuzz(n)), Header: nats.Header{}}
+		m.Header.Set(protocol.HeaderMsgID, protocol.ResultMsgID(n))
 		if src != 0 {
 			m.Header.Set(protocol.HeaderSourceSequence, strconv.FormatUint(src, 10))
 		}
@@ -173,13 +182,29 @@ func TestLoggerTallies(t *testing.T) {
 	if d.Tally != want || d.Duplicates != 1 || d.LastSource != 5 {
 		t.Fatalf("state %+v, want tally %+v and 1 duplicate", d, want)
 	}
-	apply(t, l, protocol.LoggerResults, res(9, 0), d) // by hand, no source: logged
-	if d.Tally.Fizz != 3 {
-		t.Fatalf("a result without a source was not logged: %+v", d.Tally)
+	for _, src := range []string{"", "x", "0"} {
+		bad := res(9, 0)
+		bad.Header.Set(protocol.HeaderSourceSequence, src)
+		if _, _, err := l.Decode(protocol.LoggerResults, bad); !errors.Is(err, protocol.ErrMalformed) {
+			t.Fatalf("source header %q: %v, want ErrMalformed", src, err)
+		}
 	}
-	bad := res(9, 0)
-	bad.Header.Set(protocol.HeaderSourceSequence, "x")
-	if _, _, err := l.Decode(protocol.LoggerResults, bad); !errors.Is(err, protocol.ErrMalformed) {
-		t.Fatalf("bad source header: %v", err)
+}
+
+// Well-formed messages the pipeline did not publish are refused as foreign.
+func TestForeignMessagesAreRefused(t *testing.T) {
+	byHand := actor.Msg{Data: []byte("999999"), Header: nats.Header{}}
+	if _, _, err := (Worker{}).Decode(protocol.WorkerNumbers, byHand); !errors.Is(err, protocol.ErrForeign) {
+		t.Fatalf("number by hand: %v, want ErrForeign", err)
+	}
+	beat := beatMsg(1, 5, 0)
+	beat.Header.Set(protocol.HeaderMsgID, "mine")
+	if _, _, err := (Worker{}).Decode(protocol.WorkerBeats, beat); !errors.Is(err, protocol.ErrForeign) {
+		t.Fatalf("beat by hand: %v, want ErrForeign", err)
+	}
+	res := actor.Msg{Data: protocol.EncodeResult(protocol.FizzBuzz(9)), Header: nats.Header{}}
+	res.Header.Set(protocol.HeaderSourceSequence, "3")
+	if _, _, err := (Logger{}).Decode(protocol.LoggerResults, res); !errors.Is(err, protocol.ErrForeign) {
+		t.Fatalf("result by hand: %v, want ErrForeign", err)
 	}
 }

@@ -149,9 +149,7 @@ func (p *pipeline) wait(timeout time.Duration) int {
 
 func (p *pipeline) signal(sig syscall.Signal) {
 	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatal(err)
-	}
+	kill(p.t, p.cmd.Process.Pid, sig)
 }
 
 func (p *pipeline) summary() supervisor.Summary {
@@ -218,6 +216,26 @@ func progress(t testing.TB, js jetstream.JetStream, name string) (starts, value 
 	default:
 		return counters(t, js, name, func(d *protocol.LoggerState) uint64 { return d.Tally.Total() })
 	}
+}
+
+// kill sends sig to one process; it refuses pid 0 and below, which would
+// signal the test's own process group.
+func kill(t testing.TB, pid int, sig syscall.Signal) {
+	t.Helper()
+	if pid <= 0 {
+		t.Fatalf("refusing to send %v to pid %d", sig, pid)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		t.Fatalf("kill -%v %d: %v", sig, pid, err)
+	}
+}
+
+// waitPID waits for the supervisor's child called name and returns its pid.
+func (p *pipeline) waitPID(name string) int {
+	p.t.Helper()
+	var pid int
+	waitFor(p.t, 20*time.Second, name+" to run", func() bool { pid = p.actorPID(name); return pid != 0 })
+	return pid
 }
 
 // actorPID is the pid of the supervisor's child called name, or 0.

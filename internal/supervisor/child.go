@@ -27,8 +27,11 @@ type child struct {
 	started time.Time
 }
 
-// spawn starts an actor binary through go-plugin and hands it its config.
-func (s *Supervisor) spawn(name string) (*child, error) {
+// startTimeout bounds an actor's Start: connecting and loading its state.
+const startTimeout = 15 * time.Second
+
+// launch starts an actor binary through go-plugin.
+func (s *Supervisor) launch(name string) (*child, error) {
 	path := s.binPath(name)
 	cmd := exec.Command(path)
 	// If the supervisor dies, even by SIGKILL, the kernel kills its actors.
@@ -44,26 +47,41 @@ func (s *Supervisor) spawn(name string) (*child, error) {
 		Stderr:           t,
 		StartTimeout:     10 * time.Second,
 	})
-	fail := func(err error) (*child, error) {
-		c.kill()
-		if cause := t.cause(); cause != "" {
-			return nil, fmt.Errorf("%w (%s)", err, cause)
-		}
-		return nil, err
-	}
 	rpc, err := c.client.Client()
 	if err != nil {
-		return fail(fmt.Errorf("start %s: %w", path, err))
+		return nil, c.fail(fmt.Errorf("start %s: %w", path, err))
 	}
 	raw, err := rpc.Dispense(protocol.PluginName)
 	if err != nil {
-		return fail(fmt.Errorf("dispense %s: %w", name, err))
+		return nil, c.fail(fmt.Errorf("dispense %s: %w", name, err))
 	}
 	c.actor = raw.(protocol.Actor)
-	if err := c.actor.Start(s.cfg.actorConfig(name, s.url, s.run)); err != nil {
-		return fail(fmt.Errorf("%s did not start: %w", name, err))
-	}
 	return c, nil
+}
+
+// begin hands the actor its config; it fails if the actor does not start
+// within timeout.
+func (c *child) begin(cfg protocol.ActorConfig, timeout time.Duration) error {
+	done := make(chan error, 1) // the call returns once the process is killed
+	go func() { done <- c.actor.Start(cfg) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return c.fail(fmt.Errorf("%s did not start: %w", c.name, err))
+		}
+		return nil
+	case <-time.After(timeout):
+		return c.fail(fmt.Errorf("%s did not start within %s", c.name, timeout))
+	}
+}
+
+// fail kills the process and adds what it said about its end to err.
+func (c *child) fail(err error) error {
+	c.kill()
+	if cause := c.stderr.cause(); cause != "" {
+		return fmt.Errorf("%w (%s)", err, cause)
+	}
+	return err
 }
 
 func (c *child) pid() int {

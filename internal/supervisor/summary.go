@@ -34,7 +34,7 @@ type Summary struct {
 	OK           bool              `json:"ok"`
 	Run          uint64            `json:"run"`
 	Beats        uint64            `json:"beats"` // in this run
-	Generated    uint64            `json:"generated"`
+	Generated    uint64            `json:"generated"` // values 0 … generated-1 were published
 	Processed    uint64            `json:"processed"` // by the worker
 	Logged       uint64            `json:"logged"`
 	BeatsSent    uint64            `json:"beats_sent"`  // by the heartbeat, all runs
@@ -85,7 +85,7 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 	}
 	var queued []uint64
 	err = eachMsg(ctx, s.js, protocol.StreamNumbers, applied(wk.Cursors, protocol.WorkerNumbers)+1, func(m *jetstream.RawStreamMsg) {
-		if n, err := protocol.DecodeNumber(m.Data); err == nil {
+		if n, err := protocol.DecodeNumber(m.Data); err == nil && m.Header.Get(protocol.HeaderMsgID) == protocol.NumberMsgID(n) {
 			queued = append(queued, n)
 		}
 	})
@@ -93,7 +93,7 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	err = eachMsg(ctx, s.js, protocol.StreamResults, applied(lg.Cursors, protocol.LoggerResults)+1, func(m *jetstream.RawStreamMsg) {
-		if r, err := protocol.DecodeResult(m.Data); err == nil {
+		if r, err := protocol.DecodeResult(m.Data); err == nil && m.Header.Get(protocol.HeaderMsgID) == protocol.ResultMsgID(r.Value) {
 			queued = append(queued, r.Value)
 		}
 	})
@@ -101,10 +101,22 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 
+	// The generator may have died after publishing values and before saving
+	// its position: those values exist (it republishes the same ones, which
+	// are then dropped or skipped). Generated is what the evidence shows.
+	generated := max(gen.Data.Next, wk.Data.NextValue)
+	for _, v := range queued {
+		generated = max(generated, v+1)
+	}
+	for _, d := range dlq {
+		if d.Value != nil {
+			generated = max(generated, *d.Value+1)
+		}
+	}
 	sum := &Summary{
 		Run:          sup.Run,
 		Beats:        hb.Data.Beats,
-		Generated:    gen.Data.Next,
+		Generated:    generated,
 		Processed:    wk.Data.Processed,
 		Logged:       lg.Data.Tally.Total(),
 		BeatsSent:    hb.Data.Total,
@@ -209,13 +221,16 @@ func readDLQ(ctx context.Context, js jetstream.JetStream) ([]DeadLetter, error) 
 			seen[o] = true
 		}
 		d.Deliveries, _ = strconv.Atoi(m.Header.Get(protocol.HeaderDeliveries))
+		// A value counts only if the message was the pipeline's own: a
+		// foreign one (published by hand) is no generated value.
+		id := m.Header.Get(protocol.HeaderOrigMsgID)
 		switch d.Subject {
 		case protocol.SubjectNumbers:
-			if n, err := protocol.DecodeNumber(m.Data); err == nil {
+			if n, err := protocol.DecodeNumber(m.Data); err == nil && id == protocol.NumberMsgID(n) {
 				d.Value = &n
 			}
 		case protocol.SubjectResults:
-			if r, err := protocol.DecodeResult(m.Data); err == nil {
+			if r, err := protocol.DecodeResult(m.Data); err == nil && id == protocol.ResultMsgID(r.Value) {
 				d.Value = &r.Value
 			}
 		}

@@ -52,6 +52,7 @@ type Supervisor struct {
 	kv  jetstream.KeyValue
 
 	aborted atomic.Bool
+	supMu   sync.Mutex // serialises writes of the supervisor's state
 
 	mu       sync.Mutex
 	sup      supState
@@ -152,12 +153,14 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	}
 	s.log.Info("pipeline starting", "run", s.run, "nats", url, "data_dir", s.cfg.DataDir, "rate", s.cfg.Rate, "beats", s.cfg.Beats, "faults", s.cfg.Faults)
 
+	finished := make(chan struct{})
+	defer close(finished)
 	go func() { // a second signal: kill everything now
 		select {
 		case <-abort.Done():
 			s.aborted.Store(true)
 			s.killAll()
-		case <-setup.Done():
+		case <-finished:
 		}
 	}()
 	runErr, completed := s.supervise(ctx, abort)
@@ -216,6 +219,8 @@ func (s *Supervisor) loadSup(ctx context.Context) (supState, error) {
 }
 
 func (s *Supervisor) updateSup(ctx context.Context, f func(*supState)) error {
+	s.supMu.Lock() // writes land in the order they were made
+	defer s.supMu.Unlock()
 	s.mu.Lock()
 	f(&s.sup)
 	b := mustJSON(s.sup)
@@ -343,6 +348,12 @@ func (s *Supervisor) drain(abort context.Context, errc <-chan error, generatorRu
 
 // inFlight says what work is left, or "" when the pipeline is drained.
 func (s *Supervisor) inFlight(ctx context.Context, generatorRuns bool) (string, error) {
+	// Read the worker's state before and after the streams: if it moved, a
+	// result may have been published after RESULTS was read.
+	_, before, err := actor.LoadStateRev[protocol.WorkerState](ctx, s.kv, protocol.Worker)
+	if err != nil {
+		return "", err
+	}
 	msgs := map[string]uint64{}
 	for _, name := range []string{protocol.StreamNumbers, protocol.StreamBeats, protocol.StreamResults} {
 		st, err := s.js.Stream(ctx, name)
@@ -355,11 +366,13 @@ func (s *Supervisor) inFlight(ctx context.Context, generatorRuns bool) (string, 
 		}
 		msgs[name] = info.State.Msgs
 	}
-	w, err := actor.LoadState[protocol.WorkerState](ctx, s.kv, protocol.Worker)
+	w, rev, err := actor.LoadStateRev[protocol.WorkerState](ctx, s.kv, protocol.Worker)
 	if err != nil {
 		return "", err
 	}
 	switch {
+	case rev != before:
+		return "the worker is busy", nil
 	case msgs[protocol.StreamBeats] > 0:
 		return fmt.Sprintf("%d beat messages not yet taken by the worker", msgs[protocol.StreamBeats]), nil
 	case w.Data.Credits > 0 && (generatorRuns || msgs[protocol.StreamNumbers] > 0):
@@ -377,27 +390,10 @@ func (s *Supervisor) superviseActor(ctx context.Context, name string) error {
 	for {
 		started := time.Now()
 		s.setState(name, "starting", 0)
-		c, err := s.spawn(name)
-		var cause string
-		if err != nil {
-			cause = err.Error()
-		} else {
-			s.setChild(name, c)
-			cause, err = c.watch(ctx, s.cfg.PingEvery, s.cfg.PingTimeout, func(st protocol.Status) { s.setStatus(name, st) })
-			s.setChild(name, nil)
-			if errors.Is(err, errStopped) {
-				if s.aborted.Load() {
-					c.kill()
-				} else {
-					c.stop(10 * time.Second)
-				}
-				s.setState(name, "stopped", 0)
-				return nil
-			}
-		}
-		if ctx.Err() != nil && s.aborted.Load() {
+		cause, err := s.runChild(ctx, name)
+		if errors.Is(err, errStopped) || ctx.Err() != nil || s.aborted.Load() {
 			s.setState(name, "stopped", 0)
-			return nil
+			return nil // stopping: an exit now is no failure to restart
 		}
 		delay, giveUp := tracker.Failed(started, time.Now())
 		n := s.recordRestart(name, cause)
@@ -414,6 +410,31 @@ func (s *Supervisor) superviseActor(ctx context.Context, name string) error {
 			return nil
 		}
 	}
+}
+
+// runChild starts one process of the actor and watches it until it exits
+// (its cause), hangs, or ctx is done (errStopped, after stopping it).
+func (s *Supervisor) runChild(ctx context.Context, name string) (string, error) {
+	c, err := s.launch(name)
+	if err != nil {
+		return err.Error(), nil
+	}
+	s.setChild(name, c) // from here on an abort can kill it
+	defer s.setChild(name, nil)
+	if err := c.begin(s.cfg.actorConfig(name, s.url, s.run), startTimeout); err != nil {
+		c.kill()
+		return err.Error(), nil
+	}
+	s.setState(name, "running", c.pid())
+	cause, err := c.watch(ctx, s.cfg.PingEvery, s.cfg.PingTimeout, func(st protocol.Status) { s.setStatus(name, st) })
+	if errors.Is(err, errStopped) {
+		if s.aborted.Load() {
+			c.kill()
+		} else {
+			c.stop(10 * time.Second)
+		}
+	}
+	return cause, err
 }
 
 // recordRestart counts a restart (persisted) and returns the actor's total.
@@ -443,10 +464,7 @@ func (s *Supervisor) setState(name, state string, pid int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.actors[name]
-	a.State, a.Since = state, time.Now()
-	if pid != 0 || state != "running" {
-		a.PID = pid
-	}
+	a.State, a.Since, a.PID = state, time.Now(), pid
 }
 
 func (s *Supervisor) setChild(name string, c *child) {
@@ -457,8 +475,6 @@ func (s *Supervisor) setChild(name string, c *child) {
 		return
 	}
 	s.children[name] = c
-	a := s.actors[name]
-	a.State, a.Since, a.PID = "running", time.Now(), c.pid()
 }
 
 func (s *Supervisor) setStatus(name string, st protocol.Status) {

@@ -76,6 +76,7 @@ const (
 	HeaderOrigStream   = "Robust-Orig-Stream"   // DLQ: its stream
 	HeaderOrigSequence = "Robust-Orig-Sequence" // DLQ: its stream sequence
 	HeaderDeliveries   = "Robust-Deliveries"    // DLQ: deliveries, this one included
+	HeaderOrigMsgID    = "Robust-Orig-Msg-Id"   // DLQ: its Nats-Msg-Id, if it had one
 	// HeaderSourceSequence is on each result: the NUMBERS stream sequence it
 	// was computed from. Results arrive in that order, so the logger tells a
 	// republished result by it.
@@ -89,9 +90,24 @@ func BeatMsgID(run, beat uint64) string         { return fmt.Sprintf("b-%d-%d", 
 func ResultMsgID(n uint64) string               { return "r-" + strconv.FormatUint(n, 10) }
 func DLQMsgID(stream string, seq uint64) string { return fmt.Sprintf("dlq-%s-%d", stream, seq) }
 
-// ErrMalformed is wrapped by every decoding error: such a message is
-// dead-lettered at once with reason "malformed".
-var ErrMalformed = errors.New("malformed")
+// Decoding errors: such a message is dead-lettered at once with the error
+// as its reason.
+var (
+	// ErrMalformed: the payload is not what the subject carries.
+	ErrMalformed = errors.New("malformed")
+	// ErrForeign: a well-formed message that its actor did not publish (no
+	// matching Nats-Msg-Id), e.g. one published by hand. Taking it would
+	// break the accounting, and the consumers' position checks.
+	ErrForeign = errors.New("foreign")
+)
+
+// CheckMsgID returns an ErrForeign error unless got is want.
+func CheckMsgID(what, got, want string) error {
+	if got != want {
+		return fmt.Errorf("%w: %s was not published by the pipeline (Nats-Msg-Id %q, want %q)", ErrForeign, what, got, want)
+	}
+	return nil
+}
 
 // EncodeNumber is the payload on SubjectNumbers: the number in decimal.
 func EncodeNumber(n uint64) []byte { return strconv.AppendUint(nil, n, 10) }
