@@ -3,7 +3,7 @@ BIN     := bin
 ACTORS  := generator heartbeat worker logger
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test vet clean fuzz
+.PHONY: build run test vet clean fuzz chaos bench
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -14,6 +14,11 @@ run: build
 # The whole suite: unit tests and end-to-end tests with real processes.
 test: build
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+# Random SIGKILLs of actors and of the supervisor, random panics: a verdict.
+CHAOS_FLAGS ?= --values 100000 --seed 1
+chaos: build
+	$(BIN)/chaos $(CHAOS_FLAGS)
 
 vet:
 	$(GO) vet ./...

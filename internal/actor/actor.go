@@ -41,10 +41,10 @@ type Msg struct {
 
 // Out is one message to publish.
 type Out struct {
-	Subject string
-	MsgID   string // stable across redeliveries: the stream drops a republished copy
-	Data    []byte
-	Header  nats.Header
+	Subject string      `json:"subject"`
+	MsgID   string      `json:"id"` // stable across redeliveries: the stream drops a republished copy
+	Data    []byte      `json:"data"`
+	Header  nats.Header `json:"header,omitempty"`
 }
 
 // Behaviour is what every actor supplies.

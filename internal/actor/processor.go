@@ -42,6 +42,9 @@ func (r *processor[D]) open(ctx context.Context) error {
 	if err := r.core.open(ctx); err != nil {
 		return err
 	}
+	if err := r.flushOutbox(ctx); err != nil {
+		return err
+	}
 	for _, in := range r.p.Inputs() {
 		i := &input{in: in}
 		if err := r.reset(ctx, i); err != nil {
@@ -192,43 +195,38 @@ func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg
 	return nil
 }
 
-// run processes ds as one unit: record the attempt, apply, publish and wait
-// for the publish acks, save the state, then ack the inputs. A crash anywhere
-// before the save leaves the inputs unacked and unapplied; a crash after it
-// leaves them applied, to be skipped when redelivered. rest is the unfinished
-// range left on record once ds has gone through.
+// run processes ds as one unit, peek before commit, with an outbox:
+//
+//  1. record the attempt (the inflight range);
+//  2. apply the messages to a working copy of the state;
+//  3. commit: save the new state together with the outputs (the outbox);
+//  4. publish the outbox and wait for every publish ack;
+//  5. ack the inputs.
+//
+// A crash before 3 leaves no trace but the attempt: nothing was published,
+// so a message that keeps failing can be dead-lettered without its output
+// existing anywhere. A crash after 3 leaves the inputs applied (skipped when
+// redelivered) and the outbox to be published again on start. rest is the
+// unfinished range left on record once ds has gone through.
 func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery, attempts int, lastErr string, rest *Inflight) error {
 	cfg := r.env.Config
 	work := r.state()
+	work.Outbox = nil // published by the previous batch, which waited for the acks
 	work.cursor(in.Consumer).Inflight = &Inflight{From: ds[0].seq, To: ds[len(ds)-1].seq, Attempts: attempts, LastError: lastErr}
 	sctx, cancel := withTimeout(ctx)
 	defer cancel()
 	if err := r.save(sctx, work); err != nil {
 		return err
 	}
-	saved := false
+	committed := false
 	defer func() {
 		if p := recover(); p != nil {
-			if !saved {
+			if !committed {
 				r.recordPanic(in.Consumer, p)
 			}
 			panic(p)
 		}
 	}()
-	// An attempt that fails with an error (the server is slow or gone) says
-	// nothing against the messages: take it back, if the state can be written.
-	uncount := func(err error) error {
-		if !errors.Is(err, ErrFenced) {
-			st := r.state()
-			if inf := st.cursor(in.Consumer).Inflight; inf != nil && inf.Attempts > 0 {
-				inf.Attempts--
-				uctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				defer cancel()
-				_ = r.store.save(uctx, st) // best effort: the actor is about to exit
-			}
-		}
-		return err
-	}
 
 	work = r.state()
 	var outs []Out
@@ -257,23 +255,51 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 			outs = append(outs, r.p.Apply(&r.env, in, v, &work.Data)...)
 		}
 	}
-	if _, err := r.publish(sctx, outs, nil); err != nil {
-		return uncount(err)
-	}
-	r.checkFaults(faults.AfterPublish, keys)
 	cur := work.cursor(in.Consumer)
 	cur.Applied, cur.Inflight = max(cur.Applied, ds[len(ds)-1].seq), rest
+	work.Outbox = outs
 	if err := r.save(sctx, work); err != nil {
-		return uncount(err)
+		if !errors.Is(err, ErrFenced) {
+			r.uncount(in.Consumer) // the server failed, not the messages
+		}
+		return err
 	}
-	saved = true
+	committed = true
 	r.checkFaults(faults.AfterSave, keys)
+	if _, err := r.publish(sctx, outs, nil); err != nil {
+		return err // the outbox goes out again on start
+	}
+	r.checkFaults(faults.AfterPublish, keys)
 	for _, d := range ds {
 		if err := d.m.Ack(); err != nil {
 			r.env.Log.Warn("ack failed; the message will be skipped when redelivered", "seq", d.seq, "error", err)
 		}
 	}
 	return nil
+}
+
+// uncount takes back the attempt just recorded for consumer: it failed
+// because the server did, which says nothing against the messages. Best
+// effort: the actor is about to exit.
+func (r *processor[D]) uncount(consumer string) {
+	st := r.state()
+	if inf := st.cursor(consumer).Inflight; inf != nil && inf.Attempts > 0 {
+		inf.Attempts--
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = r.store.save(ctx, st)
+	}
+}
+
+// flushOutbox publishes what the last commit left unpublished.
+func (r *processor[D]) flushOutbox(ctx context.Context) error {
+	st := r.state()
+	if len(st.Outbox) == 0 {
+		return nil
+	}
+	r.env.Log.Info("publishing the outbox of the last commit again", "messages", len(st.Outbox))
+	_, err := r.publish(ctx, st.Outbox, nil)
+	return err
 }
 
 func (r *processor[D]) checkFaults(point faults.Point, keys []uint64) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -15,6 +16,10 @@ type State[D any] struct {
 	Starts  uint64             `json:"starts"`            // how many times the actor has started
 	Cursors map[string]*Cursor `json:"cursors,omitempty"` // per consumer
 	Data    D                  `json:"data"`              // the behaviour's own state
+	// Outbox holds the outputs of the last commit until the next one: they
+	// are published after the state that produced them is saved, and again
+	// on start in case the actor died before they all were.
+	Outbox []Out `json:"outbox,omitempty"`
 }
 
 // Cursor is an actor's progress through one input.
@@ -37,6 +42,7 @@ type Inflight struct {
 
 func (s State[D]) clone() State[D] {
 	c := s
+	c.Outbox = slices.Clone(s.Outbox)
 	c.Cursors = make(map[string]*Cursor, len(s.Cursors))
 	for k, v := range s.Cursors {
 		cv := *v

@@ -111,8 +111,8 @@ func TestInterrupt(t *testing.T) {
 			t.Fatalf("an abort must lose nothing either: %v", s.Problems)
 		}
 		for _, pr := range actorProcesses() {
-			if pr.ppid == p.cmd.Process.Pid {
-				t.Fatalf("actor %s outlived the abort", pr.comm)
+			if pr.PPID == p.cmd.Process.Pid {
+				t.Fatalf("actor %s outlived the abort", pr.Name)
 			}
 		}
 	})

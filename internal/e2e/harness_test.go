@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/internal/proc"
 	"github.com/robust/robust/internal/supervisor"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -239,55 +239,14 @@ func (p *pipeline) waitPID(name string) int {
 }
 
 // actorPID is the pid of the supervisor's child called name, or 0.
-func (p *pipeline) actorPID(name string) int {
-	for _, proc := range processes() {
-		if proc.ppid == p.cmd.Process.Pid && proc.comm == name {
-			return proc.pid
-		}
-	}
-	return 0
-}
-
-type process struct {
-	pid, ppid int
-	comm, exe string
-}
-
-// processes lists the running processes (zombies excluded).
-func processes() []process {
-	ents, _ := os.ReadDir("/proc")
-	var out []process
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || closing < 0 {
-			continue
-		}
-		fields := strings.Fields(s[closing+1:])
-		if len(fields) < 2 || fields[0] == "Z" {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		exe, _ := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		out = append(out, process{pid: pid, ppid: ppid, comm: s[open+1 : closing], exe: exe})
-	}
-	return out
-}
+func (p *pipeline) actorPID(name string) int { return proc.Child(p.cmd.Process.Pid, name) }
 
 // actorProcesses lists live actor processes started from binDir.
-func actorProcesses() []process {
-	var out []process
-	for _, p := range processes() {
+func actorProcesses() []proc.Process {
+	var out []proc.Process
+	for _, p := range proc.List() {
 		for _, a := range protocol.Actors {
-			if p.exe == filepath.Join(binDir, a) {
+			if p.Exe == filepath.Join(binDir, a) {
 				out = append(out, p)
 			}
 		}

@@ -106,7 +106,7 @@ func TestKillSupervisor(t *testing.T) {
 	p.wait(5 * time.Second)
 	waitFor(t, time.Second, "the actors to exit with their supervisor", func() bool {
 		for _, pr := range actorProcesses() {
-			if slices.Contains(children, pr.pid) {
+			if slices.Contains(children, pr.PID) {
 				return false
 			}
 		}
@@ -272,8 +272,8 @@ func TestGiveUp(t *testing.T) {
 	}
 	if len(actorProcesses()) > 0 {
 		for _, pr := range actorProcesses() {
-			if pr.ppid == p.cmd.Process.Pid {
-				t.Fatalf("actor %s (pid %d) outlived its supervisor", pr.comm, pr.pid)
+			if pr.PPID == p.cmd.Process.Pid {
+				t.Fatalf("actor %s (pid %d) outlived its supervisor", pr.Name, pr.PID)
 			}
 		}
 	}

@@ -9,19 +9,28 @@
 // value for worker and logger. POINT is where the actor panics:
 //
 //	before         before handling the message or sending (default)
-//	after-publish  after the batch's outputs are stored, before the state is saved
-//	after-save     after the state is saved, before the inputs are acked
+//	after-save     worker, logger: the batch is committed (state and outbox
+//	               saved), its outputs not yet published;
+//	               generator, heartbeat: the position is saved
+//	after-publish  worker, logger: the outputs are stored, the inputs not yet
+//	               acked; generator, heartbeat: the messages are stored, the
+//	               position not yet saved
 //
 // "/once" fires only on the actor's first start ever (its persisted start
 // count is 1); without it the rule fires every time the key comes by.
 //
 // Two names stand for whole plans: "lesson" (the default: the classic
-// demonstration) and "none".
+// demonstration) and "none". A third form, "random:SEED:P", injects a panic
+// at every point of every actor with probability P per key and start,
+// chosen by SEED: the chaos run's panics. The start count is part of the
+// draw, so a random panic does not follow its message from start to start.
 package faults
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,7 +77,14 @@ func (r Rule) String() string {
 
 // Plan is a parsed fault plan. The zero Plan injects nothing.
 type Plan struct {
-	Rules []Rule
+	Rules  []Rule
+	Random *Random // random panics, if any
+}
+
+// Random panics: probability P per actor, point, key and start.
+type Random struct {
+	Seed uint64
+	P    float64
 }
 
 // Parse reads a plan: "lesson", "none", "" or a list of rules.
@@ -78,6 +94,17 @@ func Parse(s string) (Plan, error) {
 		return Plan{}, nil
 	case "lesson":
 		s = Lesson
+	}
+	if rest, ok := strings.CutPrefix(s, "random:"); ok {
+		seed, p, ok := strings.Cut(rest, ":")
+		r := &Random{}
+		var err1, err2 error
+		r.Seed, err1 = strconv.ParseUint(seed, 10, 64)
+		r.P, err2 = strconv.ParseFloat(p, 64)
+		if !ok || err1 != nil || err2 != nil || r.P < 0 || r.P > 1 {
+			return Plan{}, fmt.Errorf("%w: %q: want random:SEED:P with P between 0 and 1, e.g. random:42:0.0001", ErrBadPlan, s)
+		}
+		return Plan{Random: r}, nil
 	}
 	var p Plan
 	for _, part := range strings.Split(s, ",") {
@@ -124,6 +151,9 @@ func parseRule(s string) (Rule, error) {
 }
 
 func (p Plan) String() string {
+	if p.Random != nil {
+		return fmt.Sprintf("random:%d:%g", p.Random.Seed, p.Random.P)
+	}
 	if len(p.Rules) == 0 {
 		return "none"
 	}
@@ -137,6 +167,9 @@ func (p Plan) String() string {
 // Hit reports the rule, if any, that fires for actor at point for key, given
 // the actor's persisted start count (1 on its first start).
 func (p Plan) Hit(actor string, point Point, key, starts uint64) (Rule, bool) {
+	if p.Random != nil {
+		return p.HitIn(actor, point, key, key, starts)
+	}
 	for _, r := range p.Rules {
 		if r.Actor == actor && r.Point == point && r.Key == key && (!r.Once || starts == 1) {
 			return r, true
@@ -147,6 +180,14 @@ func (p Plan) Hit(actor string, point Point, key, starts uint64) (Rule, bool) {
 
 // HitIn is Hit for any key in [from, to].
 func (p Plan) HitIn(actor string, point Point, from, to, starts uint64) (Rule, bool) {
+	if rd := p.Random; rd != nil {
+		for k := from; k <= to && k >= from; k++ {
+			if rd.hit(actor, point, k, starts) {
+				return Rule{Actor: actor, Key: k, Point: point}, true
+			}
+		}
+		return Rule{}, false
+	}
 	for _, r := range p.Rules {
 		if r.Actor == actor && r.Point == point && r.Key >= from && r.Key <= to && (!r.Once || starts == 1) {
 			return r, true
@@ -160,4 +201,26 @@ type Injected struct{ Rule Rule }
 
 func (i Injected) Error() string {
 	return fmt.Sprintf("injected fault %s (intentional)", i.Rule)
+}
+
+// hit draws, deterministically from the seed, whether a random panic fires.
+func (r *Random) hit(actor string, point Point, key, starts uint64) bool {
+	h := fnv.New64a()
+	var b [24]byte
+	binary.LittleEndian.PutUint64(b[0:], r.Seed)
+	binary.LittleEndian.PutUint64(b[8:], key)
+	binary.LittleEndian.PutUint64(b[16:], starts)
+	h.Write(b[:])
+	h.Write([]byte(actor))
+	h.Write([]byte(point))
+	return float64(mix(h.Sum64())>>11)/(1<<53) < r.P
+}
+
+// mix is splitmix64's finaliser: FNV alone spreads nearby keys poorly.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }

@@ -63,3 +63,38 @@ func TestHit(t *testing.T) {
 		t.Error("a rule for 'before' fired at after-save")
 	}
 }
+
+func TestRandom(t *testing.T) {
+	if _, err := Parse("random:1:2"); !errors.Is(err, ErrBadPlan) {
+		t.Fatalf("P=2 accepted: %v", err)
+	}
+	p, err := Parse("random:42:0.01")
+	if err != nil || p.String() != "random:42:0.01" {
+		t.Fatalf("%v %v", p, err)
+	}
+	hits := 0
+	for k := range uint64(100000) {
+		if _, ok := p.Hit("worker", AfterSave, k, 1); ok {
+			hits++
+			if _, again := p.Hit("worker", AfterSave, k, 1); !again {
+				t.Fatal("not deterministic")
+			}
+		}
+	}
+	if hits < 800 || hits > 1200 { // 1% of 100000, give or take
+		t.Fatalf("%d hits in 100000 draws at P=0.01", hits)
+	}
+	// Another seed, another pattern.
+	q, _ := Parse("random:43:0.01")
+	same := 0
+	for k := range uint64(100000) {
+		_, a := p.Hit("worker", AfterSave, k, 1)
+		_, b := q.Hit("worker", AfterSave, k, 1)
+		if a && b {
+			same++
+		}
+	}
+	if same > 50 {
+		t.Fatalf("seeds 42 and 43 share %d of ~1000 hits", same)
+	}
+}

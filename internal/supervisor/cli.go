@@ -43,6 +43,8 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		drain      = fs.Duration("drain-timeout", 10*time.Second, "how long a stop waits for in-flight work")
 		maxRest    = fs.Int("max-restarts", 10, "give up when an actor restarts more than `N` times …")
 		window     = fs.Duration("restart-window", 60*time.Second, "… within this window")
+		maxDelay   = fs.Duration("restart-max-delay", 5*time.Second, "cap on the restart backoff")
+		stable     = fs.Duration("restart-stable", 30*time.Second, "an actor up this long restarts without delay again")
 		summary    = fs.String("summary", "", "also write the summary as JSON to `file`")
 		logFormat  = fs.String("log-format", "text", "text or json")
 		logLevelDf = os.Getenv("LOG_LEVEL")
@@ -84,8 +86,8 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 	if *rate < 0 {
 		return usage("--rate %d: want 0 (unpaced) or a period in milliseconds", *rate)
 	}
-	if *maxRest < 1 || *window <= 0 {
-		return usage("--max-restarts must be at least 1 and --restart-window positive")
+	if *maxRest < 1 || *window <= 0 || *maxDelay <= 0 || *stable <= 0 {
+		return usage("--max-restarts must be at least 1; --restart-window, --restart-max-delay and --restart-stable positive")
 	}
 	if *drain <= 0 {
 		return usage("--drain-timeout must be positive, e.g. 10s")
@@ -106,7 +108,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		Showstopper:  *show,
 		Faults:       *faultPlan,
 		DrainTimeout: *drain,
-		Policy:       Policy{Intensity: *maxRest, Window: *window},
+		Policy:       Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
 		Log:          log,
 		LogLevel:     strings.ToLower(level.String()),
 	})

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -249,5 +250,30 @@ func TestReconcileConservation(t *testing.T) {
 	}
 	if got := expected.Total() + 3 + q; got != generated {
 		t.Fatalf("logged %d + dead-lettered 3 + queued %d = %d, want %d", expected.Total(), q, got, generated)
+	}
+}
+
+func TestDiscrepancy(t *testing.T) {
+	expected := tallyOf(t, span(0, 100)...)
+	tests := []struct {
+		name       string
+		logged     []uint64
+		lost, dup  uint64
+		wantValues []uint64
+	}{
+		{"exact", span(0, 100), 0, 0, nil},
+		{"one lost", without(span(0, 100), 42), 1, 0, []uint64{42}},
+		{"one doubled", append(span(0, 100), 42), 0, 1, []uint64{42}},
+		{"doubled 15, lost 30: same kind", append(without(span(0, 100), 30), 15), 1, 1, []uint64{15, 30}},
+		{"two lost", without(span(0, 100), 7, 8), 2, 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &Summary{Counts: tallyOf(t, tt.logged...), Expected: expected}
+			lost, dup, values := s.Discrepancy()
+			if lost != tt.lost || dup != tt.dup || !slices.Equal(values, tt.wantValues) {
+				t.Fatalf("Discrepancy() = %d lost, %d doubled, values %v; want %d, %d, %v", lost, dup, values, tt.lost, tt.dup, tt.wantValues)
+			}
+		})
 	}
 }

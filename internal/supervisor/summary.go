@@ -33,7 +33,7 @@ type DeadLetter struct {
 type Summary struct {
 	OK           bool              `json:"ok"`
 	Run          uint64            `json:"run"`
-	Beats        uint64            `json:"beats"` // in this run
+	Beats        uint64            `json:"beats"`     // in this run
 	Generated    uint64            `json:"generated"` // values 0 … generated-1 were published
 	Processed    uint64            `json:"processed"` // by the worker
 	Logged       uint64            `json:"logged"`
@@ -301,4 +301,38 @@ func (s *Summary) WriteText(w io.Writer) {
 	for _, pr := range s.Problems {
 		p("PROBLEM: %s\n", pr)
 	}
+}
+
+// Discrepancy reads the logger's tally against the expected one: how many
+// values were lost and how many logged twice (per kind, so a loss and a
+// duplicate of different kinds both show; of the same kind, the checksums
+// still show one of each), and, where the sums pin them down (one value
+// off, or one lost and one doubled), which values.
+func (s *Summary) Discrepancy() (lost, duplicated uint64, values []uint64) {
+	got, want := s.Counts, s.Expected
+	for _, k := range protocol.Kinds {
+		switch g, w := got.Count(k), want.Count(k); {
+		case g < w:
+			lost += w - g
+		case g > w:
+			duplicated += g - w
+		}
+	}
+	ds := int64(got.Sum - want.Sum) // wrapping difference, read as signed
+	dq := int64(got.SumSq - want.SumSq)
+	if lost == 0 && duplicated == 0 && (ds != 0 || dq != 0) {
+		lost, duplicated = 1, 1
+	}
+	switch {
+	case lost == 1 && duplicated == 0 && ds < 0:
+		values = []uint64{uint64(-ds)}
+	case lost == 0 && duplicated == 1 && ds > 0:
+		values = []uint64{uint64(ds)}
+	case lost == 1 && duplicated == 1 && ds != 0 && dq%ds == 0:
+		// doubled x, lost y: x - y = ds and x² - y² = dq, so x + y = dq/ds
+		if sum := dq / ds; (sum+ds)%2 == 0 && sum+ds >= 0 && sum-ds >= 0 {
+			values = []uint64{uint64((sum + ds) / 2), uint64((sum - ds) / 2)}
+		}
+	}
+	return lost, duplicated, values
 }
