@@ -20,6 +20,12 @@ CHAOS_FLAGS ?= --values 100000 --seed 1
 chaos: build
 	$(BIN)/chaos $(CHAOS_FLAGS)
 
+# Figures: throughput against a baseline measured in the same run, recovery
+# after SIGKILL, peak RSS, growth with N. About three minutes.
+BENCH_FLAGS ?=
+bench: build
+	$(BIN)/bench $(BENCH_FLAGS)
+
 vet:
 	$(GO) vet ./...
 

@@ -5,9 +5,11 @@
 package actor
 
 import (
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -41,10 +43,10 @@ type Msg struct {
 
 // Out is one message to publish.
 type Out struct {
-	Subject string      `json:"subject"`
-	MsgID   string      `json:"id"` // stable across redeliveries: the stream drops a republished copy
-	Data    []byte      `json:"data"`
-	Header  nats.Header `json:"header,omitempty"`
+	Subject string
+	MsgID   string // stable across redeliveries: the stream drops a republished copy
+	Data    []byte
+	Header  nats.Header
 }
 
 // Behaviour is what every actor supplies.
@@ -112,4 +114,59 @@ func checkFault(env *Env, plan faults.Plan, point faults.Point, k Keys) {
 		env.Log.Warn("injecting panic (intentional)", "fault", r.String(), "key", r.Key)
 		panic(inj)
 	}
+}
+
+// outJSON is how an Out is kept in the outbox: compact, and readable with
+// `nats kv get` when the payload is text.
+type outJSON struct {
+	Subject string            `json:"s"`
+	MsgID   string            `json:"i"`
+	Text    *string           `json:"t,omitempty"` // the payload, when it is UTF-8
+	Data    []byte            `json:"d,omitempty"` // the payload, otherwise
+	Header  map[string]string `json:"h,omitempty"` // single-valued headers
+	Multi   nats.Header       `json:"m,omitempty"` // the rest
+}
+
+// MarshalJSON implements json.Marshaler.
+func (o Out) MarshalJSON() ([]byte, error) {
+	j := outJSON{Subject: o.Subject, MsgID: o.MsgID}
+	if utf8.Valid(o.Data) {
+		s := string(o.Data)
+		j.Text = &s
+	} else {
+		j.Data = o.Data
+	}
+	for k, v := range o.Header {
+		if len(v) == 1 {
+			if j.Header == nil {
+				j.Header = map[string]string{}
+			}
+			j.Header[k] = v[0]
+		} else {
+			if j.Multi == nil {
+				j.Multi = nats.Header{}
+			}
+			j.Multi[k] = v
+		}
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (o *Out) UnmarshalJSON(b []byte) error {
+	var j outJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*o = Out{Subject: j.Subject, MsgID: j.MsgID, Data: j.Data, Header: j.Multi}
+	if j.Text != nil {
+		o.Data = []byte(*j.Text)
+	}
+	for k, v := range j.Header {
+		if o.Header == nil {
+			o.Header = nats.Header{}
+		}
+		o.Header[k] = []string{v}
+	}
+	return nil
 }

@@ -2,11 +2,15 @@ package actor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
 	"github.com/robust/robust/internal/natstest"
@@ -105,5 +109,28 @@ func TestBadFaultPlanIsRejected(t *testing.T) {
 	_, err := newCore[count](protocol.ActorConfig{Actor: "worker", Faults: "worker:oops"}, slog.New(slog.DiscardHandler), counting{})
 	if err == nil {
 		t.Fatal("a bad plan was accepted")
+	}
+}
+
+func TestOutRoundTrip(t *testing.T) {
+	h := nats.Header{}
+	h.Set("A", "1")
+	h["B"] = []string{"x", "y"}
+	for _, o := range []Out{
+		{Subject: "s", MsgID: "i", Data: []byte(`{"value":3}`), Header: h},
+		{Subject: "s", MsgID: "i", Data: []byte{0xff, 0x00}},
+		{Subject: "s", MsgID: "i"},
+	} {
+		b, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got Out
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Subject != o.Subject || got.MsgID != o.MsgID || string(got.Data) != string(o.Data) || !maps.EqualFunc(got.Header, o.Header, slices.Equal) {
+			t.Fatalf("round trip of %+v gave %+v (%s)", o, got, b)
+		}
 	}
 }

@@ -3,7 +3,9 @@
 package actors
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -235,11 +237,12 @@ func (Logger) Apply(env *actor.Env, _ protocol.Input, v any, d *protocol.LoggerS
 	}
 	d.LastSource = res.source
 	total := d.Tally.Add(r.Value)
-	msg := fmt.Sprintf("%s (%s total: %d)", r.Text, r.Kind, total)
-	if env.Config.Rate > 0 {
-		env.Log.Info(msg, "value", r.Value)
-	} else {
-		env.Log.Debug(msg, "value", r.Value)
+	level := slog.LevelInfo
+	if env.Config.Rate == 0 {
+		level = slog.LevelDebug
+	}
+	if env.Log.Enabled(context.Background(), level) {
+		env.Log.Log(context.Background(), level, fmt.Sprintf("%s (%s total: %d)", r.Text, r.Kind, total), "value", r.Value)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -34,6 +35,11 @@ const startTimeout = 15 * time.Second
 func (s *Supervisor) launch(name string) (*child, error) {
 	path := s.binPath(name)
 	cmd := exec.Command(path)
+	if os.Getenv("GOMAXPROCS") == "" {
+		// An actor is one loop: a single P leaves the cores to the server
+		// and the other actors instead of idle GC workers.
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	}
 	// If the supervisor dies, even by SIGKILL, the kernel kills its actors.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	t := &tail{}

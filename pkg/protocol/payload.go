@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 )
 
 // Beat is the payload on SubjectBeats.
@@ -27,8 +28,18 @@ func (b Beat) Beats() uint64 { return max(b.Count, 1) }
 // EncodeBeat returns b as JSON.
 func EncodeBeat(b Beat) []byte { return mustJSON(b) }
 
-// EncodeResult returns r as JSON.
-func EncodeResult(r Result) []byte { return mustJSON(r) }
+// EncodeResult returns r as JSON, in the one canonical form
+// {"value":N,"kind":"K","text":"T"} (written by hand: it is on the hot path).
+func EncodeResult(r Result) []byte {
+	b := make([]byte, 0, 64)
+	b = append(b, `{"value":`...)
+	b = strconv.AppendUint(b, r.Value, 10)
+	b = append(b, `,"kind":`...)
+	b = strconv.AppendQuote(b, r.Kind.String())
+	b = append(b, `,"text":`...)
+	b = strconv.AppendQuote(b, r.Text)
+	return append(b, '}')
+}
 
 // DecodeBeat parses a payload from SubjectBeats.
 func DecodeBeat(data []byte) (Beat, error) {
@@ -45,6 +56,12 @@ func DecodeBeat(data []byte) (Beat, error) {
 // DecodeResult parses a payload from SubjectResults and checks that it is the
 // FizzBuzz of its value.
 func DecodeResult(data []byte) (Result, error) {
+	// The worker writes the canonical form: recognise it without a decoder.
+	if n, ok := canonicalValue(data); ok {
+		if r := FizzBuzz(n); bytes.Equal(EncodeResult(r), data) {
+			return r, nil
+		}
+	}
 	var r Result
 	if err := strictJSON(data, &r); err != nil {
 		return Result{}, fmt.Errorf("%w: result: %v", ErrMalformed, err)
@@ -73,4 +90,18 @@ func mustJSON(v any) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// canonicalValue reads N from a payload starting {"value":N, .
+func canonicalValue(data []byte) (uint64, bool) {
+	rest, ok := bytes.CutPrefix(data, []byte(`{"value":`))
+	if !ok {
+		return 0, false
+	}
+	i := bytes.IndexByte(rest, ',')
+	if i <= 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(rest[:i]), 10, 64)
+	return n, err == nil
 }

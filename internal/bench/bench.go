@@ -1,0 +1,400 @@
+// Package bench measures the pipeline: end-to-end throughput against a
+// one-process baseline doing the same hops on the same kind of embedded
+// server, recovery time after SIGKILL of the worker, peak memory of each
+// process, and throughput as the number of values grows.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/internal/proc"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// Baseline pushes n values through the pipeline's hops in one plain
+// process: publish a batch of numbers asynchronously with message IDs, save
+// a position; fetch them and ack, publish their results the same way, save;
+// fetch the results and ack, save. The server is embedded in this process,
+// with the pipeline's stream configuration, on file storage in dir.
+func Baseline(ctx context.Context, dir string, n uint64, batch int) (time.Duration, error) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+	if err != nil {
+		return 0, err
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return 0, errors.New("embedded server did not start")
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	nc, js, err := natsx.Connect(ns.ClientURL(), "baseline")
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	topo := natsx.Topology{Queue: max(batch, 1000)}
+	if err := natsx.Ensure(ctx, js, topo); err != nil {
+		return 0, err
+	}
+	kv, err := js.KeyValue(ctx, protocol.StateBucket)
+	if err != nil {
+		return 0, err
+	}
+	numbers, err := js.Consumer(ctx, protocol.StreamNumbers, protocol.WorkerNumbers.Consumer)
+	if err != nil {
+		return 0, err
+	}
+	results, err := js.Consumer(ctx, protocol.StreamResults, protocol.LoggerResults.Consumer)
+	if err != nil {
+		return 0, err
+	}
+	publish := func(msgs []*nats.Msg, ids []string) error {
+		futs := make([]jetstream.PubAckFuture, len(msgs))
+		for i, m := range msgs {
+			if futs[i], err = js.PublishMsgAsync(m, jetstream.WithMsgID(ids[i])); err != nil {
+				return err
+			}
+		}
+		for _, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
+	fetch := func(c jetstream.Consumer, want int) ([]jetstream.Msg, error) {
+		var got []jetstream.Msg
+		for len(got) < want {
+			b, err := c.Fetch(want-len(got), jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return nil, err
+			}
+			for m := range b.Messages() {
+				got = append(got, m)
+			}
+			if err := b.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+				return nil, err
+			}
+		}
+		return got, nil
+	}
+	var tally protocol.Tally
+	start := time.Now()
+	for v := uint64(0); v < n; {
+		b := int(min(uint64(batch), n-v))
+		msgs, ids := make([]*nats.Msg, b), make([]string, b)
+		for i := range b {
+			msgs[i] = &nats.Msg{Subject: protocol.SubjectNumbers, Data: protocol.EncodeNumber(v + uint64(i))}
+			ids[i] = protocol.NumberMsgID(v + uint64(i))
+		}
+		if err := publish(msgs, ids); err != nil {
+			return 0, fmt.Errorf("publish numbers: %w", err)
+		}
+		if _, err := kv.Put(ctx, "baseline-generator", strconv.AppendUint(nil, v+uint64(b), 10)); err != nil {
+			return 0, err
+		}
+		in, err := fetch(numbers, b)
+		if err != nil {
+			return 0, fmt.Errorf("fetch numbers: %w", err)
+		}
+		for i, m := range in {
+			x, err := protocol.DecodeNumber(m.Data())
+			if err != nil {
+				return 0, err
+			}
+			msgs[i] = &nats.Msg{Subject: protocol.SubjectResults, Data: protocol.EncodeResult(protocol.FizzBuzz(x))}
+			ids[i] = protocol.ResultMsgID(x)
+		}
+		if err := publish(msgs, ids); err != nil {
+			return 0, fmt.Errorf("publish results: %w", err)
+		}
+		if _, err := kv.Put(ctx, "baseline-worker", strconv.AppendUint(nil, v+uint64(b), 10)); err != nil {
+			return 0, err
+		}
+		for _, m := range in {
+			if err := m.Ack(); err != nil {
+				return 0, err
+			}
+		}
+		out, err := fetch(results, b)
+		if err != nil {
+			return 0, fmt.Errorf("fetch results: %w", err)
+		}
+		for _, m := range out {
+			r, err := protocol.DecodeResult(m.Data())
+			if err != nil {
+				return 0, err
+			}
+			tally.Add(r.Value)
+		}
+		if _, err := kv.Put(ctx, "baseline-logger", strconv.AppendUint(nil, tally.Total(), 10)); err != nil {
+			return 0, err
+		}
+		for _, m := range out {
+			if err := m.Ack(); err != nil {
+				return 0, err
+			}
+		}
+		v += uint64(b)
+	}
+	d := time.Since(start)
+	if tally.Total() != n {
+		return 0, fmt.Errorf("baseline logged %d values, want %d", tally.Total(), n)
+	}
+	return d, nil
+}
+
+// Run is one pipeline run.
+type Run struct {
+	Wall    time.Duration     // from starting the supervisor to its exit
+	Flow    time.Duration     // from the first value logged to the last
+	Flowed  uint64            // values logged within Flow
+	PeakRSS map[string]uint64 // bytes, per process name
+}
+
+// Pipeline runs bin/supervisor unpaced without faults on n values, on its
+// own embedded server in dir, sampling each process's peak RSS.
+func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Run, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "supervisor"),
+		"--rate", "0", "--beats", strconv.FormatUint(n, 10), "--faults", "none", "--batch", strconv.Itoa(batch),
+		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	out, err := os.CreateTemp(dir, "supervisor-*.log")
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	run := &Run{PeakRSS: map[string]uint64{}}
+	var mu sync.Mutex
+	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() { // VmHWM is the peak so far: the last sample of each process is its peak
+		defer close(sampled)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			mu.Lock()
+			run.PeakRSS["supervisor"] = max(run.PeakRSS["supervisor"], proc.PeakRSS(cmd.Process.Pid))
+			for _, a := range protocol.Actors {
+				if pid := proc.Child(cmd.Process.Pid, a); pid > 0 {
+					run.PeakRSS[a] = max(run.PeakRSS[a], proc.PeakRSS(pid))
+				}
+			}
+			mu.Unlock()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	flow := make(chan struct{})
+	go func() { // the logger's state, as it is saved: first and last value logged
+		defer close(flow)
+		kv, closeConn, err := stateBucket(ctx, port)
+		if err != nil {
+			return
+		}
+		defer closeConn()
+		w, err := kv.Watch(ctx, protocol.Logger)
+		if err != nil {
+			return
+		}
+		defer w.Stop()
+		var first time.Time
+		var firstN uint64
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			var st actor.State[protocol.LoggerState]
+			if unmarshal(e.Value(), &st) != nil {
+				continue
+			}
+			logged := st.Data.Tally.Total()
+			if first.IsZero() && logged > 0 {
+				first, firstN = time.Now(), logged
+			}
+			if logged >= n {
+				run.Flow, run.Flowed = time.Since(first), n-firstN
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	run.Wall = time.Since(start)
+	close(done)
+	<-sampled
+	<-flow
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w (log in %s)", err, out.Name())
+	}
+	return run, nil
+}
+
+// Recovery kills the worker of a running pipeline kills times and measures,
+// each time, from the SIGKILL to the first value processed by the
+// replacement (its state saved with more values processed).
+func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Duration, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "supervisor"),
+		"--rate", "0", "--beats", "0", "--faults", "none",
+		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn",
+		// each kill after a stable run is a first restart: immediate, as the policy says
+		"--restart-stable", "100ms", "--max-restarts", "1000000")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Wait()
+	}()
+	kv, closeConn, err := stateBucket(ctx, port)
+	if err != nil {
+		return nil, err
+	}
+	defer closeConn()
+	w, err := kv.Watch(ctx, protocol.Worker)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	updates := make(chan actor.State[protocol.WorkerState], 1024)
+	go func() {
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			var st actor.State[protocol.WorkerState]
+			if err := unmarshal(e.Value(), &st); err == nil {
+				updates <- st
+			}
+		}
+		close(updates)
+	}()
+	var last actor.State[protocol.WorkerState]
+	drainTo := func(until time.Time) {
+		for time.Now().Before(until) {
+			select {
+			case st, ok := <-updates:
+				if !ok {
+					return
+				}
+				last = st
+			case <-time.After(time.Until(until)):
+			}
+		}
+	}
+	var out []time.Duration
+	for len(out) < kills {
+		drainTo(time.Now().Add(300 * time.Millisecond)) // run past the stable period
+		pid := proc.Child(cmd.Process.Pid, protocol.Worker)
+		if pid == 0 || last.Data.Processed == 0 {
+			continue
+		}
+		starts, processed := last.Starts, last.Data.Processed
+		killed := time.Now()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			continue
+		}
+		timeout := time.After(10 * time.Second)
+	wait:
+		for {
+			select {
+			case st, ok := <-updates:
+				if !ok {
+					return out, errors.New("watch ended")
+				}
+				last = st
+				if st.Starts > starts && st.Data.Processed > processed {
+					out = append(out, time.Since(killed))
+					break wait
+				}
+			case <-timeout:
+				return out, fmt.Errorf("worker not back 10s after kill %d", len(out)+1)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Percentile returns the p-th percentile (0-100) of ds, nearest rank.
+func Percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(p/100*float64(len(s))+0.5) - 1
+	return s[min(max(i, 0), len(s)-1)]
+}
+
+// stateBucket connects to the pipeline on port once it is up.
+func stateBucket(ctx context.Context, port int) (jetstream.KeyValue, func(), error) {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nc, js, err := natsx.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), "bench")
+		if err == nil {
+			kv, err := js.KeyValue(ctx, protocol.StateBucket)
+			if err == nil {
+				return kv, nc.Close, nil
+			}
+			nc.Close()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, nil, fmt.Errorf("pipeline did not come up: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func unmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
