@@ -142,7 +142,8 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 
 	setup, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := natsx.Ensure(setup, js, natsx.Topology{Queue: s.cfg.Queue}); err != nil {
+	topo := natsx.Topology{Queue: s.cfg.Queue, DupWindow: max(natsx.DefaultDupWindow, 2*s.cfg.Policy.Max)}
+	if err := natsx.Ensure(setup, js, topo); err != nil {
 		return nil, fmt.Errorf("set up JetStream: %w", err)
 	}
 	if s.kv, err = js.KeyValue(setup, protocol.StateBucket); err != nil {
