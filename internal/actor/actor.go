@@ -71,7 +71,9 @@ type Processor[D any] interface {
 	// completes.
 	Apply(env *Env, in protocol.Input, v any, d *D) []Out
 	// Discard is called instead of Apply when a message is dead-lettered.
-	Discard(in protocol.Input, d *D)
+	// It must move d's position marks past the message if it is the
+	// pipeline's own, so that a republished copy is not taken later.
+	Discard(in protocol.Input, m Msg, d *D)
 }
 
 // Producer is an actor that only publishes (generator, heartbeat).

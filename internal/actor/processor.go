@@ -238,7 +238,7 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 			reason += "; last error: " + lastErr
 		}
 		r.env.Log.Error("dead-lettering showstopper", "consumer", in.Consumer, "seq", d.seq, "payload", string(d.m.Data()), "reason", reason)
-		r.p.Discard(in, &work.Data)
+		r.p.Discard(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq}, &work.Data)
 		outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
 	} else {
 		for _, d := range ds {
@@ -246,7 +246,7 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 			if err != nil {
 				reason := err.Error()
 				r.env.Log.Warn("dead-lettering a message it cannot take", "consumer", in.Consumer, "seq", d.seq, "reason", reason)
-				r.p.Discard(in, &work.Data)
+				r.p.Discard(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq}, &work.Data)
 				outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
 				continue
 			}
@@ -298,8 +298,11 @@ func (r *processor[D]) flushOutbox(ctx context.Context) error {
 		return nil
 	}
 	r.env.Log.Info("publishing the outbox of the last commit again", "messages", len(st.Outbox))
-	_, err := r.publish(ctx, st.Outbox, nil)
-	return err
+	if _, err := r.publish(ctx, st.Outbox, nil); err != nil {
+		return err
+	}
+	st.Outbox = nil
+	return r.save(ctx, st)
 }
 
 func (r *processor[D]) checkFaults(point faults.Point, keys []uint64) {

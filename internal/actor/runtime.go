@@ -240,6 +240,7 @@ func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, de
 	h.Set(protocol.HeaderOrigStream, in.Stream)
 	h.Set(protocol.HeaderOrigSequence, strconv.FormatUint(seq, 10))
 	h.Set(protocol.HeaderDeliveries, strconv.Itoa(deliveries))
+	h.Del(protocol.HeaderOrigMsgID) // only the server-kept ID counts, never a copied header
 	if id := m.Headers().Get(protocol.HeaderMsgID); id != "" {
 		h.Set(protocol.HeaderOrigMsgID, id)
 	}

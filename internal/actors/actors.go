@@ -101,7 +101,7 @@ func (h Heartbeat) Next(env *actor.Env, d *protocol.HeartbeatState, i int) (acto
 	if count > 1 {
 		beat.Count = count
 	}
-	out := actor.Out{Subject: protocol.SubjectBeats, MsgID: protocol.BeatMsgID(d.Run, first), Data: protocol.EncodeBeat(beat)}
+	out := actor.Out{Subject: protocol.SubjectBeats, MsgID: protocol.BeatMsgID(beat), Data: protocol.EncodeBeat(beat)}
 	return actor.Keys{From: first, To: first + count - 1}, out, true
 }
 
@@ -138,7 +138,7 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 	if in == protocol.WorkerBeats {
 		b, err := protocol.DecodeBeat(m.Data)
 		if err == nil {
-			err = protocol.CheckMsgID("beat", id, protocol.BeatMsgID(b.Run, b.Beat))
+			err = protocol.CheckMsgID("beat", id, protocol.BeatMsgID(b))
 		}
 		return actor.NoKey, b, err // faults refer to numbers, not beats
 	}
@@ -183,11 +183,26 @@ func (Worker) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.Worker
 	return []actor.Out{{Subject: protocol.SubjectResults, MsgID: protocol.ResultMsgID(num.n), Data: protocol.EncodeResult(r), Header: h}}
 }
 
-// Discard: a dead-lettered number still spends its beat; a malformed beat grants nothing.
-func (Worker) Discard(in protocol.Input, d *protocol.WorkerState) {
+// Discard: a dead-lettered number still spends its beat; a malformed beat
+// grants nothing. Either way the marks move past the pipeline's own
+// messages, so that a republished copy of a dead letter is not taken later.
+func (w Worker) Discard(in protocol.Input, m actor.Msg, d *protocol.WorkerState) {
 	if in == protocol.WorkerNumbers {
 		d.Credits--
 		d.DeadLettered++
+	}
+	if _, v, err := w.Decode(in, m); err == nil {
+		switch v := v.(type) {
+		case number:
+			d.NextValue = max(d.NextValue, v.n+1)
+		case protocol.Beat:
+			last := v.Beat + v.Beats() - 1
+			if v.Run > d.BeatRun {
+				d.BeatRun, d.LastBeat = v.Run, last
+			} else if v.Run == d.BeatRun {
+				d.LastBeat = max(d.LastBeat, last)
+			}
+		}
 	}
 }
 
@@ -198,7 +213,6 @@ var _ actor.Processor[protocol.LoggerState] = Logger{}
 
 func (Logger) Inputs() []protocol.Input                        { return []protocol.Input{protocol.LoggerResults} }
 func (Logger) Limit(protocol.Input, *protocol.LoggerState) int { return 1 << 20 }
-func (Logger) Discard(protocol.Input, *protocol.LoggerState)   {}
 func (Logger) Counters(d *protocol.LoggerState) map[string]uint64 {
 	t := d.Tally
 	return map[string]uint64{"logged": t.Total(), "fizz": t.Fizz, "buzz": t.Buzz, "fizzbuzz": t.FizzBuzz, "value": t.Value, "duplicates": d.Duplicates}
@@ -245,4 +259,11 @@ func (Logger) Apply(env *actor.Env, _ protocol.Input, v any, d *protocol.LoggerS
 		env.Log.Log(context.Background(), level, fmt.Sprintf("%s (%s total: %d)", r.Text, r.Kind, total), "value", r.Value)
 	}
 	return nil
+}
+
+// Discard moves the source mark past a dead-lettered result of the worker's.
+func (l Logger) Discard(in protocol.Input, m actor.Msg, d *protocol.LoggerState) {
+	if _, v, err := l.Decode(in, m); err == nil {
+		d.LastSource = max(d.LastSource, v.(result).source)
+	}
 }

@@ -87,7 +87,7 @@ func TestHeartbeatUnpacedBatchesBeats(t *testing.T) {
 
 func beatMsg(run, beat, count uint64) actor.Msg {
 	h := nats.Header{}
-	h.Set(protocol.HeaderMsgID, protocol.BeatMsgID(run, beat))
+	h.Set(protocol.HeaderMsgID, protocol.BeatMsgID(protocol.Beat{Run: run, Beat: beat, Count: count}))
 	return actor.Msg{Data: protocol.EncodeBeat(protocol.Beat{Run: run, Beat: beat, Count: count}), Header: h}
 }
 
@@ -127,9 +127,13 @@ func TestWorkerSpendsOneBeatPerNumber(t *testing.T) {
 		outs[0].Header.Get(protocol.HeaderSourceSequence) != "40" {
 		t.Fatalf("outputs %+v", outs)
 	}
-	w.Discard(protocol.WorkerNumbers, d) // a dead-lettered number spends its beat too
-	if d.Credits != 0 || d.Processed != 1 || d.DeadLettered != 1 {
-		t.Fatalf("state %+v", d)
+	w.Discard(protocol.WorkerNumbers, numberMsg("16", 41), d) // a dead-lettered number spends its beat too
+	if d.Credits != 0 || d.Processed != 1 || d.DeadLettered != 1 || d.NextValue != 17 {
+		t.Fatalf("state %+v, want the mark past the dead letter (17)", d)
+	}
+	d.Credits = 1
+	if outs := apply(t, w, protocol.WorkerNumbers, numberMsg("16", 42), d); len(outs) != 0 || d.Duplicates != 1 {
+		t.Fatalf("a copy of a dead-lettered number was taken: %+v %+v", outs, d)
 	}
 	if _, _, err := w.Decode(protocol.WorkerNumbers, actor.Msg{Data: []byte("x")}); !errors.Is(err, protocol.ErrMalformed) {
 		t.Fatalf("Decode(x) error %v", err)
@@ -181,6 +185,11 @@ func TestLoggerTallies(t *testing.T) {
 	want := protocol.Tally{Fizz: 2, Buzz: 1, FizzBuzz: 1, Value: 1, Sum: 36, SumSq: 9 + 25 + 225 + 49 + 36}
 	if d.Tally != want || d.Duplicates != 1 || d.LastSource != 5 {
 		t.Fatalf("state %+v, want tally %+v and 1 duplicate", d, want)
+	}
+	l.Discard(protocol.LoggerResults, res(21, 9), d) // dead-lettered: the mark moves past it
+	apply(t, l, protocol.LoggerResults, res(21, 9), d)
+	if d.LastSource != 9 || d.Duplicates != 2 || d.Tally.Fizz != 2 {
+		t.Fatalf("a copy of a dead-lettered result was logged: %+v", d)
 	}
 	for _, src := range []string{"", "x", "0"} {
 		bad := res(9, 0)

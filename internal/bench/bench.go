@@ -261,7 +261,10 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 	run.Wall = time.Since(start)
 	close(done)
 	<-sampled
-	<-flow
+	select {
+	case <-flow:
+	case <-time.After(5 * time.Second): // the watch missed the end: no flow figure
+	}
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: %w (log in %s)", err, out.Name())
 	}
@@ -332,11 +335,19 @@ func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Durati
 		if pid == 0 || last.Data.Processed == 0 {
 			continue
 		}
-		starts, processed := last.Starts, last.Data.Processed
 		killed := time.Now()
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			continue
 		}
+		// The dead worker's last saved state, read after the kill (the
+		// watch may lag): its replacement must process beyond it.
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		dead, err := actor.LoadState[protocol.WorkerState](cctx, kv, protocol.Worker)
+		cancel()
+		if err != nil {
+			return out, err
+		}
+		starts, processed := dead.Starts, dead.Data.Processed
 		timeout := time.After(10 * time.Second)
 	wait:
 		for {

@@ -40,10 +40,12 @@ import (
 //
 //	Values:          100000
 //	KillEvery:       300ms (each pause is random, between half and one and a half of it)
-//	SupervisorKills: 3
-//	PanicP:          0.0001 (per actor, point, key and start)
+//	SupervisorKills: 0 (bin/chaos: 3)
+//	PanicP:          0, no injected panics (bin/chaos: 0.0001 per actor, point, key and start)
 //	Batch:           256
 //	Timeout:         15m
+//
+// DataDir, if given, must be empty or new: the verdict counts every value.
 type Config struct {
 	BinDir          string // holds supervisor and the actors
 	DataDir         string // empty: a new temp dir, removed afterwards
@@ -86,9 +88,6 @@ func (c *Config) defaults() {
 	if c.SupervisorKills < 0 {
 		c.SupervisorKills = 0
 	}
-	if c.PanicP == 0 {
-		c.PanicP = 0.0001
-	}
 	if c.Batch <= 0 {
 		c.Batch = 256
 	}
@@ -105,7 +104,11 @@ func Run(ctx context.Context, cfg Config) (*Verdict, error) {
 	cfg.defaults()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	if cfg.DataDir == "" {
+	if cfg.DataDir != "" {
+		if ents, err := os.ReadDir(cfg.DataDir); err == nil && len(ents) > 0 {
+			return nil, fmt.Errorf("chaos: data dir %s is not empty: the verdict counts every value, so it needs a fresh one", cfg.DataDir)
+		}
+	} else {
 		dir, err := os.MkdirTemp("", "robust-chaos-")
 		if err != nil {
 			return nil, err
@@ -177,8 +180,20 @@ func Run(ctx context.Context, cfg Config) (*Verdict, error) {
 	}
 	v.Restarts = v.Summary.Restarts
 	v.Lost, v.Duplicated, v.Concerned = v.Summary.Discrepancy()
-	v.OK = v.Summary.OK && v.Lost == 0 && v.Duplicated == 0 && v.Summary.Beats == cfg.Values
+	s := v.Summary
+	v.OK = s.OK && v.Lost == 0 && v.Duplicated == 0 && s.Beats == cfg.Values &&
+		s.BeatsTaken == s.BeatsSent && s.Logged+deadValues(s) == cfg.Values // every beat took one value
 	return v, nil
+}
+
+func deadValues(s supervisor.Summary) uint64 {
+	var n uint64
+	for _, d := range s.DeadLettered {
+		if d.Value != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // haunt kills random actors of one supervisor until it exits (false) or it
@@ -276,8 +291,11 @@ func (v *Verdict) WriteText(w io.Writer) {
 	for _, pr := range s.Problems {
 		p("PROBLEM: %s\n", pr)
 	}
-	if s.Beats != v.Values {
-		p("PROBLEM: the run ended after %d beats, not %d\n", s.Beats, v.Values)
+	if s.Beats != v.Values || s.BeatsTaken != s.BeatsSent {
+		p("PROBLEM: the run ended after %d beats, not %d (beats sent %d, taken %d)\n", s.Beats, v.Values, s.BeatsSent, s.BeatsTaken)
+	}
+	if got := s.Logged + deadValues(s); got != v.Values {
+		p("PROBLEM: %d values logged or dead-lettered, not %d\n", got, v.Values)
 	}
 	if v.OK {
 		p("PASS: no loss, no duplicates\n")

@@ -314,3 +314,21 @@ func TestSupervisorKillAfterPublish(t *testing.T) {
 		t.Fatal("the logger skipped no republished result: the scenario did not happen")
 	}
 }
+
+// A dead letter moves its consumer's mark past it. Run 1 dead-letters the
+// result for 9, the worker's last output; run 2 starts by publishing the
+// worker's last outbox again ([r-9]), which the restarted server no longer
+// recognises: the logger must not log it.
+func TestDeadLetterIsNotTakenLater(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := start(t, dir, "--rate", "50", "--beats", "10", "--faults", "logger:9", "--showstopper", "1")
+	if s := p.finish(0, time.Minute); s.Logged != 9 || len(s.DeadLettered) != 1 {
+		t.Fatalf("run 1: logged %d, dead letters %+v; want 9 and the result for 9", s.Logged, s.DeadLettered)
+	}
+	q := start(t, dir, "--rate", "50", "--beats", "10", "--faults", "none")
+	s := q.finish(0, time.Minute)
+	if s.Logged != 19 || len(s.DeadLettered) != 1 {
+		t.Fatalf("run 2: logged %d, dead letters %d; want 19 (0…19 but 9) and 1", s.Logged, len(s.DeadLettered))
+	}
+}

@@ -157,6 +157,10 @@ func Connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
 		nats.Timeout(2*time.Second),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(100*time.Millisecond),
+		// No reconnect buffer: a publish made while reconnecting fails at
+		// once instead of landing after later ones; the actor restarts and
+		// publishes its outbox again, in order.
+		nats.ReconnectBufSize(-1),
 	)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)

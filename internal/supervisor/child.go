@@ -230,8 +230,20 @@ func (c *child) watch(ctx context.Context, every, timeout time.Duration, onStatu
 			}
 		case <-ping.C:
 			st, err := c.status(timeout)
+			if err != nil {
+				// A process that is dying (a panic) breaks the RPC line
+				// before go-plugin sees it exit: give it a moment to be
+				// reported with its real cause.
+				for range 25 {
+					if c.client.Exited() {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
 			if c.client.Exited() {
-				continue // the exit ticker reports it with its cause
+				c.client.Kill()
+				return c.exitCause(), nil
 			}
 			if err != nil {
 				c.kill()

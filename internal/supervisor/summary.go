@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/actor"
@@ -83,23 +84,41 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 		}
 		return 0
 	}
+	// Queued: the pipeline's own messages that their consumer will still
+	// take (republished copies at or below its marks it will skip), and
+	// results committed by the worker but not yet published.
 	var queued []uint64
 	err = eachMsg(ctx, s.js, protocol.StreamNumbers, applied(wk.Cursors, protocol.WorkerNumbers)+1, func(m *jetstream.RawStreamMsg) {
-		if n, err := protocol.DecodeNumber(m.Data); err == nil && m.Header.Get(protocol.HeaderMsgID) == protocol.NumberMsgID(n) {
+		if n, err := protocol.DecodeNumber(m.Data); err == nil && m.Header.Get(protocol.HeaderMsgID) == protocol.NumberMsgID(n) && n >= wk.Data.NextValue {
 			queued = append(queued, n)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	err = eachMsg(ctx, s.js, protocol.StreamResults, applied(lg.Cursors, protocol.LoggerResults)+1, func(m *jetstream.RawStreamMsg) {
-		if r, err := protocol.DecodeResult(m.Data); err == nil && m.Header.Get(protocol.HeaderMsgID) == protocol.ResultMsgID(r.Value) {
-			queued = append(queued, r.Value)
+	pendingResult := func(subject string, h nats.Header, data []byte) {
+		if v, ok := unloggedResult(subject, h, data, lg.Data.LastSource); ok {
+			queued = append(queued, v)
 		}
+	}
+	err = eachMsg(ctx, s.js, protocol.StreamResults, applied(lg.Cursors, protocol.LoggerResults)+1, func(m *jetstream.RawStreamMsg) {
+		pendingResult(m.Subject, m.Header, m.Data)
 	})
 	if err != nil {
 		return nil, err
 	}
+	for _, o := range wk.Outbox {
+		pendingResult(o.Subject, o.Header, o.Data)
+	}
+	// Dead letters committed but not yet published count as dead letters.
+	for _, box := range [][]actor.Out{wk.Outbox, lg.Outbox} {
+		for _, o := range box {
+			if strings.HasPrefix(o.Subject, protocol.SubjectDLQ+".") {
+				dlq = append(dlq, deadLetterOf(0, o.Header, o.Data))
+			}
+		}
+	}
+	dlq = uniqueDeadLetters(dlq)
 
 	// The generator may have died after publishing values and before saving
 	// its position: those values exist (it republishes the same ones, which
@@ -194,49 +213,77 @@ func reconcile(generated uint64, dlq []DeadLetter, queuedValues []uint64, logged
 	return expected, queued, problems
 }
 
-// readDLQ lists the dead letters. One message dead-lettered twice (its
-// actor died between the dead-lettering and its state save, and the server
-// restarted in between and forgot the first copy's ID) is listed once.
+// unloggedResult is the value of a result of the worker's that the logger
+// has not logged yet (its source is above the logger's mark).
+func unloggedResult(subject string, h nats.Header, data []byte, lastSource uint64) (uint64, bool) {
+	if subject != protocol.SubjectResults {
+		return 0, false
+	}
+	r, err := protocol.DecodeResult(data)
+	if err != nil || h.Get(protocol.HeaderMsgID) != protocol.ResultMsgID(r.Value) {
+		return 0, false
+	}
+	src, err := strconv.ParseUint(h.Get(protocol.HeaderSourceSequence), 10, 64)
+	return r.Value, err == nil && src > lastSource
+}
+
+// readDLQ lists the dead letters in the DLQ stream.
 func readDLQ(ctx context.Context, js jetstream.JetStream) ([]DeadLetter, error) {
 	var out []DeadLetter
+	err := eachMsg(ctx, js, protocol.StreamDLQ, 1, func(m *jetstream.RawStreamMsg) {
+		out = append(out, deadLetterOf(m.Sequence, m.Header, m.Data))
+	})
+	return out, err
+}
+
+// deadLetterOf reads one dead letter. Its value counts only if the message
+// was the pipeline's own: a foreign one (published by hand) is no
+// generated value.
+func deadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
+	d := DeadLetter{
+		Seq:     seq,
+		Actor:   h.Get(protocol.HeaderActor),
+		Reason:  h.Get(protocol.HeaderReason),
+		Subject: h.Get(protocol.HeaderOrigSubject),
+		Stream:  h.Get(protocol.HeaderOrigStream),
+		Payload: string(data),
+	}
+	d.OrigSeq, _ = strconv.ParseUint(h.Get(protocol.HeaderOrigSequence), 10, 64)
+	d.Deliveries, _ = strconv.Atoi(h.Get(protocol.HeaderDeliveries))
+	id := h.Get(protocol.HeaderOrigMsgID)
+	switch d.Subject {
+	case protocol.SubjectNumbers:
+		if n, err := protocol.DecodeNumber(data); err == nil && id == protocol.NumberMsgID(n) {
+			d.Value = &n
+		}
+	case protocol.SubjectResults:
+		if r, err := protocol.DecodeResult(data); err == nil && id == protocol.ResultMsgID(r.Value) {
+			d.Value = &r.Value
+		}
+	}
+	return d
+}
+
+// uniqueDeadLetters keeps one dead letter per original message: one can be
+// recorded twice (its actor died between dead-lettering and clearing its
+// outbox, after the server forgot the first copy's ID).
+func uniqueDeadLetters(dls []DeadLetter) []DeadLetter {
 	type origin struct {
 		stream string
 		seq    uint64
 	}
 	seen := map[origin]bool{}
-	err := eachMsg(ctx, js, protocol.StreamDLQ, 1, func(m *jetstream.RawStreamMsg) {
-		d := DeadLetter{
-			Seq:     m.Sequence,
-			Actor:   m.Header.Get(protocol.HeaderActor),
-			Reason:  m.Header.Get(protocol.HeaderReason),
-			Subject: m.Header.Get(protocol.HeaderOrigSubject),
-			Stream:  m.Header.Get(protocol.HeaderOrigStream),
-			Payload: string(m.Data),
-		}
-		d.OrigSeq, _ = strconv.ParseUint(m.Header.Get(protocol.HeaderOrigSequence), 10, 64)
+	var out []DeadLetter
+	for _, d := range dls {
 		if o := (origin{d.Stream, d.OrigSeq}); d.OrigSeq != 0 {
 			if seen[o] {
-				return
+				continue
 			}
 			seen[o] = true
 		}
-		d.Deliveries, _ = strconv.Atoi(m.Header.Get(protocol.HeaderDeliveries))
-		// A value counts only if the message was the pipeline's own: a
-		// foreign one (published by hand) is no generated value.
-		id := m.Header.Get(protocol.HeaderOrigMsgID)
-		switch d.Subject {
-		case protocol.SubjectNumbers:
-			if n, err := protocol.DecodeNumber(m.Data); err == nil && id == protocol.NumberMsgID(n) {
-				d.Value = &n
-			}
-		case protocol.SubjectResults:
-			if r, err := protocol.DecodeResult(m.Data); err == nil && id == protocol.ResultMsgID(r.Value) {
-				d.Value = &r.Value
-			}
-		}
 		out = append(out, d)
-	})
-	return out, err
+	}
+	return out
 }
 
 // eachMsg calls f for every message of a stream from sequence from on.

@@ -371,9 +371,21 @@ func (s *Supervisor) inFlight(ctx context.Context, generatorRuns bool) (string, 
 	if err != nil {
 		return "", err
 	}
+	lg, err := actor.LoadState[protocol.LoggerState](ctx, s.kv, protocol.Logger)
+	if err != nil {
+		return "", err
+	}
+	unpublished := 0
+	for _, o := range w.Outbox {
+		if _, ok := unloggedResult(o.Subject, o.Header, o.Data, lg.Data.LastSource); ok {
+			unpublished++
+		}
+	}
 	switch {
 	case rev != before:
 		return "the worker is busy", nil
+	case unpublished > 0:
+		return fmt.Sprintf("%d results committed by the worker, not yet logged", unpublished), nil
 	case msgs[protocol.StreamBeats] > 0:
 		return fmt.Sprintf("%d beat messages not yet taken by the worker", msgs[protocol.StreamBeats]), nil
 	case w.Data.Credits > 0 && (generatorRuns || msgs[protocol.StreamNumbers] > 0):

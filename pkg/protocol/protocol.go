@@ -85,8 +85,13 @@ const (
 
 // Message IDs: stable for one logical message, so that a republish after a
 // crash is dropped by the stream's duplicate window.
-func NumberMsgID(n uint64) string               { return "n-" + strconv.FormatUint(n, 10) }
-func BeatMsgID(run, beat uint64) string         { return fmt.Sprintf("b-%d-%d", run, beat) }
+func NumberMsgID(n uint64) string { return "n-" + strconv.FormatUint(n, 10) }
+func BeatMsgID(b Beat) string {
+	if b.Count > 1 { // a batch of beats cut differently is another message
+		return fmt.Sprintf("b-%d-%d+%d", b.Run, b.Beat, b.Count)
+	}
+	return fmt.Sprintf("b-%d-%d", b.Run, b.Beat)
+}
 func ResultMsgID(n uint64) string               { return "r-" + strconv.FormatUint(n, 10) }
 func DLQMsgID(stream string, seq uint64) string { return fmt.Sprintf("dlq-%s-%d", stream, seq) }
 

@@ -375,14 +375,15 @@ func TestKindText(t *testing.T) {
 func TestMsgIDs(t *testing.T) {
 	// Stable: the same logical message always gets the same ID.
 	if NumberMsgID(42) != NumberMsgID(42) || ResultMsgID(42) != ResultMsgID(42) ||
-		BeatMsgID(1, 2) != BeatMsgID(1, 2) || DLQMsgID(StreamNumbers, 9) != DLQMsgID(StreamNumbers, 9) {
+		BeatMsgID(Beat{Run: 1, Beat: 2}) != BeatMsgID(Beat{Run: 1, Beat: 2}) || DLQMsgID(StreamNumbers, 9) != DLQMsgID(StreamNumbers, 9) {
 		t.Fatal("message IDs are not stable")
 	}
 	golden := map[string]string{
-		NumberMsgID(42):             "n-42",
-		ResultMsgID(42):             "r-42",
-		BeatMsgID(3, 7):             "b-3-7",
-		DLQMsgID(StreamResults, 11): "dlq-RESULTS-11",
+		NumberMsgID(42):                              "n-42",
+		ResultMsgID(42):                              "r-42",
+		BeatMsgID(Beat{Run: 3, Beat: 7}):             "b-3-7",
+		BeatMsgID(Beat{Run: 3, Beat: 7, Count: 256}): "b-3-7+256",
+		DLQMsgID(StreamResults, 11):                  "dlq-RESULTS-11",
 	}
 	for got, want := range golden {
 		if got != want {
@@ -406,7 +407,7 @@ func TestMsgIDs(t *testing.T) {
 	}
 	for _, run := range vals {
 		for _, beat := range vals {
-			add(BeatMsgID(run, beat), "beat "+strconv.FormatUint(run, 10)+"/"+strconv.FormatUint(beat, 10))
+			add(BeatMsgID(Beat{Run: run, Beat: beat}), "beat "+strconv.FormatUint(run, 10)+"/"+strconv.FormatUint(beat, 10))
 		}
 	}
 	for _, stream := range []string{StreamNumbers, StreamBeats, StreamResults, StreamDLQ} {
