@@ -186,7 +186,7 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "supervisor"),
 		"--rate", "0", "--beats", strconv.FormatUint(n, 10), "--faults", "none", "--batch", strconv.Itoa(batch),
-		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn")
+		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn", "--http", "")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -281,7 +281,7 @@ func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Durati
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "supervisor"),
 		"--rate", "0", "--beats", "0", "--faults", "none",
-		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn",
+		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn", "--http", "",
 		// each kill after a stable run is a first restart: immediate, as the policy says
 		"--restart-stable", "100ms", "--max-restarts", "1000000")
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard

@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config) (*Verdict, error) {
 		"--faults", fmt.Sprintf("random:%d:%g", cfg.Seed, cfg.PanicP),
 		"--batch", strconv.Itoa(cfg.Batch),
 		"--data-dir", cfg.DataDir, "--nats-listen", addr, "--bin-dir", cfg.BinDir,
-		"--summary", sumPath,
+		"--summary", sumPath, "--http", "",
 		// Chaos kills on purpose and often: restart at once, never give up.
 		"--max-restarts", "1000000", "--restart-window", "1s", "--restart-stable", "50ms", "--restart-max-delay", "100ms",
 		"--drain-timeout", "2m",

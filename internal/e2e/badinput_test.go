@@ -122,7 +122,7 @@ func TestInterrupt(t *testing.T) {
 func TestExternalServer(t *testing.T) {
 	t.Parallel()
 	ns := natstest.RunJetStream(t)
-	code, stderr := runSupervisor(t, "--nats-url", ns.ClientURL(), "--bin-dir", binDir, "--data-dir", t.TempDir(), "--rate", "0", "--beats", "50", "--faults", "none")
+	code, stderr := runSupervisor(t, "--http", "", "--nats-url", ns.ClientURL(), "--bin-dir", binDir, "--data-dir", t.TempDir(), "--rate", "0", "--beats", "50", "--faults", "none")
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, stderr)
 	}

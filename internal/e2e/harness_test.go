@@ -99,6 +99,7 @@ func start(t testing.TB, dataDir string, args ...string) *pipeline {
 	p := &pipeline{t: t, dataDir: dataDir, url: fmt.Sprintf("nats://127.0.0.1:%d", port), done: make(chan struct{})}
 	p.sumPath = filepath.Join(t.TempDir(), "summary.json")
 	all := append([]string{
+		"--http", "", // parallel supervisors: tests that want it pass their own
 		"--data-dir", dataDir,
 		"--nats-listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--bin-dir", binDir,

@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/robust/robust/pkg/protocol"
 
 	"github.com/robust/robust/internal/faults"
 )
@@ -27,6 +31,9 @@ const (
 // prints the summary to stdout. Cancelling ctx stops gracefully; cancelling
 // abort stops at once. It returns the exit code.
 func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "status" || args[0] == "kill") {
+		return control(ctx, args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("supervisor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -40,6 +47,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		listen     = fs.String("nats-listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server")
 		natsURL    = fs.String("nats-url", "", "use the NATS server at `url` instead of embedding one")
 		binDir     = fs.String("bin-dir", "", "`dir` holding the actor binaries (default: beside this executable)")
+		httpAddr   = fs.String("http", DefaultHTTP, "`addr` of the status and metrics listener (/healthz, /status, /metrics); '' turns it off")
 		drain      = fs.Duration("drain-timeout", 10*time.Second, "how long a stop waits for in-flight work")
 		maxRest    = fs.Int("max-restarts", 10, "give up when an actor restarts more than `N` times …")
 		window     = fs.Duration("restart-window", 60*time.Second, "… within this window")
@@ -54,7 +62,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	logLevel := fs.String("log-level", logLevelDf, "debug, info, warn or error (env LOG_LEVEL)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: supervisor [flags]\n\nRuns the robust pipeline: heartbeat and generator feed the worker, the worker feeds the logger.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: supervisor [flags]\n       supervisor status [--http addr]\n       supervisor kill ACTOR [--http addr]\n\nRuns the robust pipeline: heartbeat and generator feed the worker, the worker feeds the logger.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	usage := func(format string, a ...any) int {
@@ -101,6 +109,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		NATSListen:   *listen,
 		NATSURL:      *natsURL,
 		BinDir:       *binDir,
+		HTTP:         *httpAddr,
 		Rate:         time.Duration(*rate) * time.Millisecond,
 		Beats:        *beats,
 		Queue:        *queue,
@@ -145,4 +154,87 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// DefaultHTTP is where the supervisor serves its status, and where the
+// control commands look for it.
+const DefaultHTTP = "127.0.0.1:9900"
+
+// control runs `supervisor status` and `supervisor kill ACTOR` against a
+// running supervisor's HTTP listener.
+func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := args[0]
+	fs := flag.NewFlagSet("supervisor "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("http", DefaultHTTP, "`addr` of the running supervisor's HTTP listener")
+	// the actor's name may come before or after the flags
+	rest := args[1:]
+	var actorName string
+	if cmd == "kill" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		actorName, rest = rest[0], rest[1:]
+	}
+	if err := fs.Parse(rest); err != nil {
+		return ExitUsage
+	}
+	if cmd == "kill" && actorName == "" && fs.NArg() == 1 {
+		actorName = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "supervisor %s: unexpected argument %q\n", cmd, fs.Arg(0))
+		return ExitUsage
+	}
+	if cmd == "kill" && actorName == "" {
+		fmt.Fprintln(stderr, "supervisor kill: which actor? e.g. supervisor kill worker")
+		return ExitUsage
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	base := "http://" + *addr
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "supervisor %s: %v (is a supervisor running with --http %s?)\n", cmd, err, *addr)
+		return ExitFailed
+	}
+	var resp *http.Response
+	var err error
+	if cmd == "kill" {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/actors/"+url.PathEscape(actorName)+"/kill", nil)
+		resp, err = client.Do(req)
+	} else {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/status", nil)
+		resp, err = client.Do(req)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fail(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "supervisor %s: %s", cmd, body)
+		return ExitFailed
+	}
+	if cmd == "kill" {
+		fmt.Fprint(stdout, string(body))
+		return ExitOK
+	}
+	var rep StatusReport
+	if err := json.Unmarshal(body, &rep); err != nil {
+		return fail(err)
+	}
+	rep.WriteText(stdout)
+	return ExitOK
+}
+
+// WriteText prints the report as a table.
+func (r StatusReport) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "run %d\n%-10s %7s  %-12s %9s %9s  %s\n", r.Run, "actor", "pid", "state", "uptime", "restarts", "last exit")
+	for _, a := range r.Actors {
+		up := "-"
+		if a.State == "running" {
+			up = (time.Duration(a.UptimeSeconds) * time.Second).String()
+		}
+		fmt.Fprintf(w, "%-10s %7d  %-12s %9s %9d  %s\n", a.Name, a.PID, a.State, up, a.Restarts, a.LastExit)
+	}
+	fmt.Fprintf(w, "queues: numbers %d, beats %d, results %d; dead letters %d\n",
+		r.Queues[protocol.StreamNumbers], r.Queues[protocol.StreamBeats], r.Queues[protocol.StreamResults], r.DeadLetters)
 }

@@ -32,6 +32,7 @@ type Config struct {
 	NATSListen string
 	NATSURL    string // use this server instead of embedding one
 	BinDir     string // where the actor binaries are
+	HTTP       string // address of the status and metrics listener; "": none
 
 	Rate        time.Duration
 	Beats       uint64

@@ -27,6 +27,8 @@ type supState struct {
 	Completed bool              `json:"completed"` // the run reached its last beat and drained
 	Restarts  map[string]uint64 `json:"restarts"`  // per actor, all runs
 	LastCause map[string]string `json:"last_cause,omitempty"`
+	// Causes counts restarts per actor by kind of exit (panic, killed, hang, error).
+	Causes map[string]map[string]uint64 `json:"causes,omitempty"`
 }
 
 // ActorState is what the supervisor knows of one actor right now.
@@ -151,6 +153,13 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	}
 	if err := s.beginRun(setup); err != nil {
 		return nil, err
+	}
+	if s.cfg.HTTP != "" {
+		stopHTTP, err := s.serveHTTP(ctx, s.cfg.HTTP)
+		if err != nil {
+			return nil, err
+		}
+		defer stopHTTP()
 	}
 	s.log.Info("pipeline starting", "run", s.run, "nats", url, "data_dir", s.cfg.DataDir, "rate", s.cfg.Rate, "beats", s.cfg.Beats, "faults", s.cfg.Faults)
 
@@ -465,6 +474,13 @@ func (s *Supervisor) recordRestart(name, cause string) uint64 {
 		}
 		st.Restarts[name]++
 		st.LastCause[name] = cause
+		if st.Causes == nil {
+			st.Causes = map[string]map[string]uint64{}
+		}
+		if st.Causes[name] == nil {
+			st.Causes[name] = map[string]uint64{}
+		}
+		st.Causes[name][causeKind(cause)]++
 		n = st.Restarts[name]
 	})
 	if err != nil {
