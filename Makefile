@@ -3,7 +3,7 @@ BIN     := bin
 ACTORS  := generator heartbeat worker logger
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test vet clean fuzz chaos bench
+.PHONY: build run test vet clean fuzz chaos bench image
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -25,6 +25,10 @@ chaos: build
 BENCH_FLAGS ?=
 bench: build
 	$(BIN)/bench $(BENCH_FLAGS)
+
+# The container image without a registry: static binaries into scratch.
+image: build
+	docker build -f Dockerfile.scratch -t robust:local .
 
 vet:
 	$(GO) vet ./...

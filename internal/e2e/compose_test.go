@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/internal/supervisor"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// The compose stack on the local Docker engine: up, kill the worker with
+// the control command inside the container, see it restart, read the dead
+// letters through the published NATS port, stop gracefully (the summary in
+// the logs), down.
+func TestComposeStack(t *testing.T) {
+	t.Parallel()
+	compose := []string{"docker-compose"}
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		compose = []string{"docker", "compose"}
+	} else if _, err := exec.LookPath("docker-compose"); err != nil {
+		t.Skip("skipped: neither docker compose nor docker-compose is installed")
+	}
+	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
+		t.Skipf("skipped: no Docker engine answers (docker info: %v: %s)", err, firstLine(string(out)))
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(env []string, name string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command(name, args...)
+		cmd.Dir, cmd.Env = root, append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	// The image from static binaries, as `make image` makes it.
+	ctxDir := t.TempDir()
+	run([]string{"CGO_ENABLED=0"}, "go", "build", "-o", filepath.Join(ctxDir, "bin")+"/",
+		"./cmd/supervisor", "./cmd/generator", "./cmd/heartbeat", "./cmd/worker", "./cmd/logger")
+	df, err := os.ReadFile(filepath.Join(root, "Dockerfile.scratch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), df, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	image := fmt.Sprintf("robust:e2e-%d", os.Getpid())
+	run(nil, "docker", "build", "-q", "-t", image, ctxDir)
+	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
+
+	natsPort, httpPort := freePort(t), freePort(t)
+	env := []string{"ROBUST_IMAGE=" + image, "ROBUST_RATE=50",
+		fmt.Sprintf("ROBUST_NATS_PORT=%d", natsPort), fmt.Sprintf("ROBUST_HTTP_PORT=%d", httpPort)}
+	project := fmt.Sprintf("robuste2e%d", os.Getpid())
+	dc := func(args ...string) string {
+		t.Helper()
+		return run(env, compose[0], append(append(compose[1:], "-p", project), args...)...)
+	}
+	t.Cleanup(func() {
+		cmd := exec.Command(compose[0], append(append(compose[1:], "-p", project), "down", "-v")...)
+		cmd.Dir, cmd.Env = root, append(os.Environ(), env...)
+		_ = cmd.Run()
+	})
+	dc("up", "-d", "--no-build")
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	waitFor(t, 30*time.Second, "the stack's /healthz", func() bool { code, _ := get(t, base+"/healthz"); return code == 200 })
+
+	if out := dc("exec", "-T", "robust", "/supervisor", "kill", "worker"); !strings.Contains(out, "killed worker") {
+		t.Fatalf("kill inside the container: %s", out)
+	}
+	waitFor(t, 10*time.Second, "the worker restarted", func() bool {
+		_, body := get(t, base+"/status")
+		var r supervisor.StatusReport
+		if json.Unmarshal([]byte(body), &r) != nil {
+			return false
+		}
+		for _, a := range r.Actors {
+			if a.Name == protocol.Worker {
+				return a.State == "running" && a.Causes["killed"] >= 1
+			}
+		}
+		return false
+	})
+
+	_, js, err := natsx.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dlq, err := js.Stream(ctx, protocol.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 45*time.Second, "33 in the DLQ (lesson faults)", func() bool {
+		m, err := dlq.GetMsg(ctx, 1)
+		return err == nil && string(m.Data) == "33" && m.Header.Get(protocol.HeaderActor) == protocol.Worker
+	})
+
+	dc("stop")
+	if logs := dc("logs", "--no-color"); !strings.Contains(logs, "no loss, no duplicates") {
+		t.Fatalf("no summary in the logs after a graceful stop:\n%s", lastBytes(logs, 4000))
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
