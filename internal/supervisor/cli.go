@@ -54,6 +54,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		maxDelay   = fs.Duration("restart-max-delay", 5*time.Second, "cap on the restart backoff")
 		stable     = fs.Duration("restart-stable", 30*time.Second, "an actor up this long restarts without delay again")
 		summary    = fs.String("summary", "", "also write the summary as JSON to `file`")
+		progEvery  = fs.Duration("progress-every", 0, "unpaced runs: progress this often (default 1s on a terminal, 10s in logs otherwise)")
 		logFormat  = fs.String("log-format", "text", "text or json")
 		logLevelDf = os.Getenv("LOG_LEVEL")
 	)
@@ -104,22 +105,36 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		return usage("--faults: %v", err)
 	}
 	log := slog.New(handler)
+	var tty io.Writer
+	if f, ok := stderr.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = f
+		}
+	}
+	if *progEvery == 0 {
+		*progEvery = 10 * time.Second
+		if tty != nil {
+			*progEvery = time.Second
+		}
+	}
 	s, err := New(Config{
-		DataDir:      *dataDir,
-		NATSListen:   *listen,
-		NATSURL:      *natsURL,
-		BinDir:       *binDir,
-		HTTP:         *httpAddr,
-		Rate:         time.Duration(*rate) * time.Millisecond,
-		Beats:        *beats,
-		Queue:        *queue,
-		Batch:        *batch,
-		Showstopper:  *show,
-		Faults:       *faultPlan,
-		DrainTimeout: *drain,
-		Policy:       Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
-		Log:          log,
-		LogLevel:     strings.ToLower(level.String()),
+		ProgressEvery: *progEvery,
+		ProgressTTY:   tty,
+		DataDir:       *dataDir,
+		NATSListen:    *listen,
+		NATSURL:       *natsURL,
+		BinDir:        *binDir,
+		HTTP:          *httpAddr,
+		Rate:          time.Duration(*rate) * time.Millisecond,
+		Beats:         *beats,
+		Queue:         *queue,
+		Batch:         *batch,
+		Showstopper:   *show,
+		Faults:        *faultPlan,
+		DrainTimeout:  *drain,
+		Policy:        Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
+		Log:           log,
+		LogLevel:      strings.ToLower(level.String()),
 	})
 	if err != nil {
 		return usage("%v", strings.TrimPrefix(err.Error(), ErrConfig.Error()+": "))

@@ -7,6 +7,7 @@ package supervisor
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -49,6 +50,11 @@ type Config struct {
 
 	Log      *slog.Logger
 	LogLevel string // handed to the actors
+
+	// Unpaced runs report progress every ProgressEvery (0: none): redrawn
+	// in place on ProgressTTY if set (a terminal), else as log lines.
+	ProgressEvery time.Duration
+	ProgressTTY   io.Writer
 }
 
 // Errors.

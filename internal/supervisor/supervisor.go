@@ -273,6 +273,12 @@ func (s *Supervisor) supervise(ctx, abort context.Context) (runErr error, comple
 		}
 	}
 	defer stop(protocol.Actors...) // every actor goroutine has ended when supervise returns
+	if s.cfg.Rate == 0 && s.cfg.ProgressEvery > 0 {
+		pctx, stopProgress := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); s.progress(pctx) }()
+		defer func() { stopProgress(); <-done }()
+	}
 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
