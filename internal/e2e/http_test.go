@@ -99,6 +99,25 @@ func TestHTTPAndControl(t *testing.T) {
 			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
 		}
 	}
+	// dlq list and show, on a dead letter made by hand.
+	_, js := p.connect()
+	if _, err := js.Publish(t.Context(), protocol.SubjectResults, []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the dead letter listed", func() bool {
+		code, out := ctl("dlq", "list")
+		return code == 0 && strings.Contains(out, "logger") && strings.Contains(out, "malformed: result")
+	})
+	if code, out := ctl("dlq", "show", "1"); code != 0 || !strings.Contains(out, "Robust-Orig-Subject: robust.results") || !strings.Contains(out, "\nnot json\n") {
+		t.Fatalf("dlq show 1: exit %d:\n%s", code, out)
+	}
+	if code, out := ctl("dlq", "show", "99"); code != 1 || !strings.Contains(out, "no dead letter 99") {
+		t.Fatalf("dlq show 99: exit %d: %s", code, out)
+	}
+	if code, out := ctl("dlq", "replay", "1"); code != 2 || !strings.Contains(out, "not built yet") {
+		t.Fatalf("dlq replay: exit %d: %s", code, out)
+	}
+
 	p.finish(syscall.SIGTERM, time.Minute)
 	if code, _ := get(t, base+"/healthz"); code == 200 {
 		t.Error("/healthz still answers after the supervisor exited")

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ const (
 // prints the summary to stdout. Cancelling ctx stops gracefully; cancelling
 // abort stops at once. It returns the exit code.
 func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && (args[0] == "status" || args[0] == "kill") {
+	if len(args) > 0 && (args[0] == "status" || args[0] == "kill" || args[0] == "dlq") {
 		return control(ctx, args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("supervisor", flag.ContinueOnError)
@@ -63,7 +64,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	logLevel := fs.String("log-level", logLevelDf, "debug, info, warn or error (env LOG_LEVEL)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: supervisor [flags]\n       supervisor status [--http addr]\n       supervisor kill ACTOR [--http addr]\n\nRuns the robust pipeline: heartbeat and generator feed the worker, the worker feeds the logger.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: supervisor [flags]\n       supervisor status [--http addr]\n       supervisor kill ACTOR [--http addr]\n       supervisor dlq list|show ID [--http addr]\n\nRuns the robust pipeline: heartbeat and generator feed the worker, the worker feeds the logger.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	usage := func(format string, a ...any) int {
@@ -182,23 +183,32 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("supervisor "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("http", DefaultHTTP, "`addr` of the running supervisor's HTTP listener")
-	// the actor's name may come before or after the flags
+	// positional words (the actor, dlq's verb and ID) may come before or after the flags
+	var words []string
 	rest := args[1:]
-	var actorName string
-	if cmd == "kill" && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		actorName, rest = rest[0], rest[1:]
+	for len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		words, rest = append(words, rest[0]), rest[1:]
 	}
 	if err := fs.Parse(rest); err != nil {
 		return ExitUsage
 	}
-	if cmd == "kill" && actorName == "" && fs.NArg() == 1 {
-		actorName = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "supervisor %s: unexpected argument %q\n", cmd, fs.Arg(0))
-		return ExitUsage
-	}
-	if cmd == "kill" && actorName == "" {
+	words = append(words, fs.Args()...)
+	var path, method = "/status", http.MethodGet
+	switch {
+	case cmd == "kill" && len(words) == 1:
+		path, method = "/actors/"+url.PathEscape(words[0])+"/kill", http.MethodPost
+	case cmd == "kill":
 		fmt.Fprintln(stderr, "supervisor kill: which actor? e.g. supervisor kill worker")
+		return ExitUsage
+	case cmd == "dlq" && len(words) == 1 && words[0] == "list":
+		path = "/dlq"
+	case cmd == "dlq" && len(words) == 2 && words[0] == "show":
+		path = "/dlq/" + url.PathEscape(words[1])
+	case cmd == "dlq":
+		fmt.Fprintln(stderr, "supervisor dlq: want 'dlq list' or 'dlq show ID' (replay is not built yet)")
+		return ExitUsage
+	case len(words) > 0:
+		fmt.Fprintf(stderr, "supervisor %s: unexpected argument %q\n", cmd, words[0])
 		return ExitUsage
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -207,15 +217,11 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "supervisor %s: %v (is a supervisor running with --http %s?)\n", cmd, err, *addr)
 		return ExitFailed
 	}
-	var resp *http.Response
-	var err error
-	if cmd == "kill" {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/actors/"+url.PathEscape(actorName)+"/kill", nil)
-		resp, err = client.Do(req)
-	} else {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/status", nil)
-		resp, err = client.Do(req)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
+	if err != nil {
+		return fail(err)
 	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fail(err)
 	}
@@ -228,8 +234,23 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "supervisor %s: %s", cmd, body)
 		return ExitFailed
 	}
-	if cmd == "kill" {
+	switch {
+	case cmd == "kill" || path != "/status" && path != "/dlq":
 		fmt.Fprint(stdout, string(body))
+		return ExitOK
+	case path == "/dlq":
+		var dls []DeadLetter
+		if err := json.Unmarshal(body, &dls); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "%-5s %-10s %-8s %-16s %s\n", "ID", "actor", "value", "from", "reason")
+		for _, d := range dls {
+			v := "-"
+			if d.Value != nil {
+				v = strconv.FormatUint(*d.Value, 10)
+			}
+			fmt.Fprintf(stdout, "%-5d %-10s %-8s %-16s %s\n", d.Seq, d.Actor, v, d.Subject, d.Reason)
+		}
 		return ExitOK
 	}
 	var rep StatusReport

@@ -8,10 +8,13 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -100,6 +103,8 @@ func (s *Supervisor) Kill(name string) (pid int, err error) {
 //	GET  /status             StatusReport as JSON
 //	GET  /metrics            Prometheus metrics
 //	POST /actors/{name}/kill SIGKILL the actor
+//	GET  /dlq                the dead letters, as JSON
+//	GET  /dlq/{seq}          one dead letter with all its headers
 func (s *Supervisor) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{s})
@@ -117,6 +122,45 @@ func (s *Supervisor) Handler() http.Handler {
 		_ = json.NewEncoder(w).Encode(rep)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /dlq", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		dls, err := readDLQ(ctx, s.js)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(dls)
+	})
+	mux.HandleFunc("GET /dlq/{seq}", func(w http.ResponseWriter, r *http.Request) {
+		seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+		if err != nil {
+			http.Error(w, "dead letter ID: want the DLQ stream sequence, a number", http.StatusBadRequest)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		st, err := s.js.Stream(ctx, protocol.StreamDLQ)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			http.Error(w, fmt.Sprintf("no dead letter %d", seq), http.StatusNotFound)
+			return
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, "dead letter %d on %s at %s\n", m.Sequence, m.Subject, m.Time.UTC().Format(time.RFC3339))
+		for _, k := range slices.Sorted(maps.Keys(m.Header)) {
+			fmt.Fprintf(w, "%s: %s\n", k, strings.Join(m.Header[k], ", "))
+		}
+		fmt.Fprintf(w, "\n%s\n", m.Data)
+	})
 	mux.HandleFunc("POST /actors/{name}/kill", func(w http.ResponseWriter, r *http.Request) {
 		pid, err := s.Kill(r.PathValue("name"))
 		switch {
