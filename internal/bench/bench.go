@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -180,7 +179,7 @@ type Run struct {
 // Pipeline runs bin/supervisor unpaced without faults on n values, on its
 // own embedded server in dir, sampling each process's peak RSS.
 func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Run, error) {
-	port, err := freePort()
+	port, err := natsx.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +274,7 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 // each time, from the SIGKILL to the first value processed by the
 // replacement (its state saved with more values processed).
 func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Duration, error) {
-	port, err := freePort()
+	port, err := natsx.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -397,15 +396,6 @@ func stateBucket(ctx context.Context, port int) (jetstream.KeyValue, func(), err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func unmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,7 +115,7 @@ func Run(ctx context.Context, cfg Config) (*Verdict, error) {
 		defer os.RemoveAll(dir)
 		cfg.DataDir = dir
 	}
-	port, err := freePort()
+	port, err := natsx.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -302,15 +301,6 @@ func (v *Verdict) WriteText(w io.Writer) {
 	} else {
 		p("FAIL\n")
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // counter counts injected panics in supervisor logs.

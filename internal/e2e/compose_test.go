@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/robust/robust/internal/natsx"
-	"github.com/robust/robust/internal/supervisor"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -81,17 +79,8 @@ func TestComposeStack(t *testing.T) {
 		t.Fatalf("kill inside the container: %s", out)
 	}
 	waitFor(t, 10*time.Second, "the worker restarted", func() bool {
-		_, body := get(t, base+"/status")
-		var r supervisor.StatusReport
-		if json.Unmarshal([]byte(body), &r) != nil {
-			return false
-		}
-		for _, a := range r.Actors {
-			if a.Name == protocol.Worker {
-				return a.State == "running" && a.Causes["killed"] >= 1
-			}
-		}
-		return false
+		a, ok := workerReport(t, base)
+		return ok && a.State == "running" && a.Causes["killed"] >= 1
 	})
 
 	_, js, err := natsx.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "e2e")

@@ -16,6 +16,21 @@ import (
 	"github.com/robust/robust/pkg/protocol"
 )
 
+// workerReport reads the worker's entry from a supervisor's /status.
+func workerReport(t *testing.T, base string) (supervisor.ActorReport, bool) {
+	_, body := get(t, base+"/status")
+	var r supervisor.StatusReport
+	if json.Unmarshal([]byte(body), &r) != nil {
+		return supervisor.ActorReport{}, false
+	}
+	for _, a := range r.Actors {
+		if a.Name == protocol.Worker {
+			return a, true
+		}
+	}
+	return supervisor.ActorReport{}, false
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -71,17 +86,8 @@ func TestHTTPAndControl(t *testing.T) {
 		t.Fatalf("supervisor kill robot: exit %d: %s", code, out)
 	}
 	waitFor(t, 5*time.Second, "the worker back", func() bool {
-		_, body := get(t, base+"/status")
-		var r supervisor.StatusReport
-		if json.Unmarshal([]byte(body), &r) != nil {
-			return false
-		}
-		for _, a := range r.Actors {
-			if a.Name == protocol.Worker {
-				return a.State == "running" && a.PID != oldPID && a.Restarts == 1 && a.Causes["killed"] == 1
-			}
-		}
-		return false
+		a, ok := workerReport(t, base)
+		return ok && a.State == "running" && a.PID != oldPID && a.Restarts == 1 && a.Causes["killed"] == 1
 	})
 	code, out := ctl("status")
 	if code != 0 || !strings.Contains(out, "worker") || !strings.Contains(out, "running") || !strings.Contains(out, "signal: killed") {
