@@ -39,19 +39,21 @@ func (r *producer[D]) open(ctx context.Context) error {
 }
 
 // room is how many more messages the bounded stream takes now, counting
-// units: at most MaxMsgs units (values, beats) wait unconsumed. last is the
-// stream's last sequence.
+// units: at most the topology's limit of units (values, beats) wait
+// unconsumed (the stream's own bound leaves room for replays above it).
+// last is the stream's last sequence.
 func (r *producer[D]) room(ctx context.Context) (n int, last uint64, err error) {
 	info, err := r.stream.Info(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("stream %s: %w", r.p.Stream(), err)
 	}
 	last = info.State.LastSeq
-	if info.Config.MaxMsgs <= 0 {
+	limit := int64(r.topo.Limit(r.p.Stream()))
+	if info.Config.MaxMsgs <= 0 || limit <= 0 {
 		return r.env.Config.Batch, last, nil
 	}
 	per := int64(max(r.p.PerMessage(&r.env), 1))
-	free := info.Config.MaxMsgs - int64(info.State.Msgs)*per
+	free := min(limit, info.Config.MaxMsgs) - int64(info.State.Msgs)*per
 	if free >= per {
 		return int(free / per), last, nil
 	}

@@ -247,16 +247,12 @@ func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, de
 	return Out{Subject: protocol.DLQSubject(actor), MsgID: protocol.DLQMsgID(in.Stream, seq), Data: m.Data(), Header: h}
 }
 
-// errCodeStoreFailed is the server's answer to a publish that a full
-// DiscardNew stream refuses ("maximum messages exceeded").
-const errCodeStoreFailed jetstream.ErrorCode = 10077
-
 // retryable reports a publish refusal that a producer retries: a full
 // stream, a chain broken by somebody else's publish, or a duplicate.
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.ErrorCode == errCodeStoreFailed || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+		return apiErr.ErrorCode == natsx.ErrCodeStreamFull || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 	}
 	return errors.Is(err, errDuplicateInChain)
 }

@@ -131,6 +131,7 @@ func (Worker) Limit(in protocol.Input, d *protocol.WorkerState) int {
 
 type number struct {
 	n, seq uint64
+	replay uint64 // the dead letter this replays, or 0
 }
 
 func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
@@ -143,10 +144,14 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 		return actor.NoKey, b, err // faults refer to numbers, not beats
 	}
 	n, err := protocol.DecodeNumber(m.Data)
-	if err == nil {
+	if err != nil {
+		return n, nil, err
+	}
+	replay, isReplay, err := protocol.ParseReplay(m.Header)
+	if !isReplay {
 		err = protocol.CheckMsgID("number", id, protocol.NumberMsgID(n))
 	}
-	return n, number{n: n, seq: m.Seq}, err
+	return n, number{n: n, seq: m.Seq, replay: replay}, err
 }
 
 func (Worker) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.WorkerState) []actor.Out {
@@ -168,16 +173,29 @@ func (Worker) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.Worker
 		return nil
 	}
 	num := v.(number)
-	if num.n < d.NextValue {
+	switch {
+	case num.replay != 0:
+		// A dead letter put back: below the value mark, taken once by its ID.
+		if !d.Replayed.Add(num.replay) {
+			d.Duplicates++
+			env.Log.Warn("replay taken before; skipped", "value", num.n, "dead_letter", num.replay)
+			return nil
+		}
+		env.Log.Info("replayed dead letter taken", "value", num.n, "dead_letter", num.replay)
+	case num.n < d.NextValue:
 		d.Duplicates++
 		env.Log.Warn("republished number skipped", "value", num.n, "next", d.NextValue)
 		return nil
+	default:
+		d.NextValue = num.n + 1
 	}
-	d.NextValue = num.n + 1
 	d.Credits--
 	d.Processed++
 	r := protocol.FizzBuzz(num.n)
 	env.Log.Debug("processed", "value", num.n, "result", r.Text)
+	// The result of a replay is an ordinary result: it follows the results
+	// of the numbers before the replay, and its source sequence is the
+	// replay's, above theirs.
 	h := nats.Header{}
 	h.Set(protocol.HeaderSourceSequence, strconv.FormatUint(num.seq, 10))
 	return []actor.Out{{Subject: protocol.SubjectResults, MsgID: protocol.ResultMsgID(num.n), Data: protocol.EncodeResult(r), Header: h}}
@@ -194,7 +212,11 @@ func (w Worker) Discard(in protocol.Input, m actor.Msg, d *protocol.WorkerState)
 	if _, v, err := w.Decode(in, m); err == nil {
 		switch v := v.(type) {
 		case number:
-			d.NextValue = max(d.NextValue, v.n+1)
+			if v.replay != 0 {
+				d.Replayed.Add(v.replay)
+			} else {
+				d.NextValue = max(d.NextValue, v.n+1)
+			}
 		case protocol.Beat:
 			last := v.Beat + v.Beats() - 1
 			if v.Run > d.BeatRun {
@@ -221,12 +243,20 @@ func (Logger) Counters(d *protocol.LoggerState) map[string]uint64 {
 type result struct {
 	r      protocol.Result
 	source uint64
+	replay uint64 // the dead letter this replays, or 0
 }
 
 func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 	r, err := protocol.DecodeResult(m.Data)
 	if err != nil {
 		return r.Value, nil, err
+	}
+	replay, isReplay, err := protocol.ParseReplay(m.Header)
+	if err != nil {
+		return r.Value, nil, err
+	}
+	if isReplay {
+		return r.Value, result{r: r, replay: replay}, nil
 	}
 	if err := protocol.CheckMsgID("result", m.Header.Get(protocol.HeaderMsgID), protocol.ResultMsgID(r.Value)); err != nil {
 		return r.Value, nil, err
@@ -244,12 +274,22 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 func (Logger) Apply(env *actor.Env, _ protocol.Input, v any, d *protocol.LoggerState) []actor.Out {
 	res := v.(result)
 	r := res.r
-	if res.source <= d.LastSource {
+	switch {
+	case res.replay != 0:
+		// A dead letter put back: below the source mark, taken once by its ID.
+		if !d.Replayed.Add(res.replay) {
+			d.Duplicates++
+			env.Log.Warn("replay taken before; skipped", "value", r.Value, "dead_letter", res.replay)
+			return nil
+		}
+		env.Log.Info("replayed dead letter taken", "value", r.Value, "dead_letter", res.replay)
+	case res.source <= d.LastSource:
 		d.Duplicates++
 		env.Log.Warn("republished result skipped", "value", r.Value, "source", res.source)
 		return nil
+	default:
+		d.LastSource = res.source
 	}
-	d.LastSource = res.source
 	total := d.Tally.Add(r.Value)
 	level := slog.LevelInfo
 	if env.Config.Rate == 0 {
@@ -261,9 +301,14 @@ func (Logger) Apply(env *actor.Env, _ protocol.Input, v any, d *protocol.LoggerS
 	return nil
 }
 
-// Discard moves the source mark past a dead-lettered result of the worker's.
+// Discard moves the source mark past a dead-lettered result of the
+// worker's, or records a dead-lettered replay as taken.
 func (l Logger) Discard(in protocol.Input, m actor.Msg, d *protocol.LoggerState) {
 	if _, v, err := l.Decode(in, m); err == nil {
-		d.LastSource = max(d.LastSource, v.(result).source)
+		if res := v.(result); res.replay != 0 {
+			d.Replayed.Add(res.replay)
+		} else {
+			d.LastSource = max(d.LastSource, res.source)
+		}
 	}
 }

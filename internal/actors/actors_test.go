@@ -217,3 +217,50 @@ func TestForeignMessagesAreRefused(t *testing.T) {
 		t.Fatalf("result by hand: %v, want ErrForeign", err)
 	}
 }
+
+// A replayed dead letter is below the marks: it is taken by its ID, once,
+// and a copy of it is skipped; a dead-lettered replay counts as taken.
+func TestReplaysAreTakenOnce(t *testing.T) {
+	replay := func(m actor.Msg, dlq string) actor.Msg {
+		m.Header = nats.Header{}
+		m.Header.Set(protocol.HeaderMsgID, "replay-"+dlq)
+		m.Header.Set(protocol.HeaderReplay, dlq)
+		return m
+	}
+	room := append(make(protocol.Seqs, 0, 8), 1, 9) // spare capacity to write into
+	w, d := Worker{}, &protocol.WorkerState{Credits: 10, NextValue: 50, Replayed: room}
+	saved := *d // a shallow copy, as the runtime's working copy is
+	outs := apply(t, w, protocol.WorkerNumbers, replay(numberMsg("33", 7), "4"), d)
+	if d.Processed != 1 || d.NextValue != 50 || !d.Replayed.Has(4) || len(outs) != 1 || outs[0].MsgID != "r-33" {
+		t.Fatalf("replay of 33: %+v, outs %+v; want it processed, the value mark kept", d, outs)
+	}
+	if !slices.Equal(saved.Replayed, protocol.Seqs{1, 9}) || !slices.Equal(d.Replayed, protocol.Seqs{1, 4, 9}) {
+		t.Fatal("Add wrote through to a shallow copy of the state")
+	}
+	apply(t, w, protocol.WorkerNumbers, replay(numberMsg("33", 8), "4"), d) // a copy of the replay
+	if d.Processed != 1 || d.Duplicates != 1 {
+		t.Fatalf("a copy of a replay was taken: %+v", d)
+	}
+	w.Discard(protocol.WorkerNumbers, replay(numberMsg("41", 9), "6"), d)
+	if !d.Replayed.Has(6) || d.NextValue != 50 || d.DeadLettered != 1 {
+		t.Fatalf("a dead-lettered replay: %+v, want it recorded", d)
+	}
+
+	bad := replay(numberMsg("33", 10), "4")
+	bad.Header.Set(protocol.HeaderMsgID, "n-33")
+	if _, _, err := w.Decode(protocol.WorkerNumbers, bad); !errors.Is(err, protocol.ErrForeign) {
+		t.Fatalf("replay header without the replay's ID: %v, want ErrForeign", err)
+	}
+	bad.Header.Set(protocol.HeaderReplay, "x")
+	if _, _, err := w.Decode(protocol.WorkerNumbers, bad); !errors.Is(err, protocol.ErrMalformed) {
+		t.Fatalf("replay header %q: %v, want ErrMalformed", "x", err)
+	}
+
+	l, ld := Logger{}, &protocol.LoggerState{LastSource: 100}
+	res := actor.Msg{Data: protocol.EncodeResult(protocol.FizzBuzz(41))}
+	apply(t, l, protocol.LoggerResults, replay(res, "5"), ld)
+	apply(t, l, protocol.LoggerResults, replay(res, "5"), ld)
+	if ld.Tally.Total() != 1 || ld.Tally.Sum != 41 || ld.Duplicates != 1 || ld.LastSource != 100 || !ld.Replayed.Has(5) {
+		t.Fatalf("logger replays: %+v, want 41 logged once, the source mark kept", ld)
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,6 +30,21 @@ func workerReport(t *testing.T, base string) (supervisor.ActorReport, bool) {
 		}
 	}
 	return supervisor.ActorReport{}, false
+}
+
+// control runs `supervisor ARGS --http addr` and returns its exit code and output.
+func control(t testing.TB, addr string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "supervisor"), append(args, "--http", addr)...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -71,14 +87,7 @@ func TestHTTPAndControl(t *testing.T) {
 		}
 	}
 
-	ctl := func(args ...string) (int, string) {
-		cmd := exec.Command(filepath.Join(binDir, "supervisor"), append(args, "--http", addr)...)
-		out, err := cmd.CombinedOutput()
-		if ee, ok := err.(*exec.ExitError); ok {
-			return ee.ExitCode(), string(out)
-		}
-		return 0, string(out)
-	}
+	ctl := func(args ...string) (int, string) { return control(t, addr, args...) }
 	if code, out := ctl("kill", "worker"); code != 0 || !strings.Contains(out, fmt.Sprintf("killed worker (pid %d)", oldPID)) {
 		t.Fatalf("supervisor kill worker: exit %d: %s", code, out)
 	}
@@ -120,8 +129,8 @@ func TestHTTPAndControl(t *testing.T) {
 	if code, out := ctl("dlq", "show", "99"); code != 1 || !strings.Contains(out, "no dead letter 99") {
 		t.Fatalf("dlq show 99: exit %d: %s", code, out)
 	}
-	if code, out := ctl("dlq", "replay", "1"); code != 2 || !strings.Contains(out, "not built yet") {
-		t.Fatalf("dlq replay: exit %d: %s", code, out)
+	if code, out := ctl("dlq", "replay", "1"); code != 1 || !strings.Contains(out, "not replayable: it is not a message of the pipeline's") {
+		t.Fatalf("dlq replay of a malformed message: exit %d: %s", code, out)
 	}
 
 	p.finish(syscall.SIGTERM, time.Minute)

@@ -29,6 +29,25 @@ type Topology struct {
 	AckWait   time.Duration
 }
 
+// ReplayRoom is room in the numbers stream beyond Queue that only replayed
+// dead letters take: the generator keeps the stream at Queue, so a replay
+// is not refused because the generator filled it.
+const ReplayRoom = 1000
+
+// Limit is how many units (values, beats) the producer of a bounded stream
+// may keep waiting in it, or 0 if the stream is not bounded.
+func (t Topology) Limit(stream string) int {
+	switch stream {
+	case protocol.StreamNumbers, protocol.StreamBeats:
+		return t.withDefaults().Queue
+	}
+	return 0
+}
+
+// ErrCodeStreamFull is the server's answer to a publish that a full
+// DiscardNew stream refuses ("maximum messages exceeded").
+const ErrCodeStreamFull jetstream.ErrorCode = 10077
+
 // DefaultDupWindow is the streams' least duplicate window: the supervisor
 // uses twice the longest restart backoff if that is longer, so that a
 // message republished after an actor restart is dropped by the server.
@@ -75,7 +94,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 		return c
 	}
 	return []jetstream.StreamConfig{
-		work(protocol.StreamNumbers, protocol.SubjectNumbers, t.Queue),
+		work(protocol.StreamNumbers, protocol.SubjectNumbers, t.Queue+ReplayRoom),
 		work(protocol.StreamBeats, protocol.SubjectBeats, t.Queue),
 		work(protocol.StreamResults, protocol.SubjectResults, 0),
 		{ // Limits retention: inspectors such as `nats stream view` may add consumers.

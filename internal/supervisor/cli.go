@@ -64,7 +64,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	logLevel := fs.String("log-level", logLevelDf, "debug, info, warn or error (env LOG_LEVEL)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: supervisor [flags]\n       supervisor status [--http addr]\n       supervisor kill ACTOR [--http addr]\n       supervisor dlq list|show ID [--http addr]\n\nRuns the robust pipeline: heartbeat and generator feed the worker, the worker feeds the logger.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: supervisor [flags]\n       supervisor status [--http addr]\n       supervisor kill ACTOR [--http addr]\n       supervisor dlq list|show ID|replay ID|replay --all [--http addr]\n\nRuns the robust pipeline: heartbeat and generator feed the worker, the worker feeds the logger.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	usage := func(format string, a ...any) int {
@@ -183,6 +183,7 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("supervisor "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("http", DefaultHTTP, "`addr` of the running supervisor's HTTP listener")
+	all := fs.Bool("all", false, "dlq replay: every dead letter that can be replayed")
 	// positional words (the actor, dlq's verb and ID) may come before or after the flags
 	var words []string
 	rest := args[1:]
@@ -204,14 +205,24 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		path = "/dlq"
 	case cmd == "dlq" && len(words) == 2 && words[0] == "show":
 		path = "/dlq/" + url.PathEscape(words[1])
+	case cmd == "dlq" && len(words) == 2 && words[0] == "replay" && !*all:
+		path, method = "/dlq/"+url.PathEscape(words[1])+"/replay", http.MethodPost
+	case cmd == "dlq" && len(words) == 1 && words[0] == "replay" && *all:
+		path, method = "/dlq/replay", http.MethodPost
 	case cmd == "dlq":
-		fmt.Fprintln(stderr, "supervisor dlq: want 'dlq list' or 'dlq show ID' (replay is not built yet)")
+		fmt.Fprintln(stderr, "supervisor dlq: want 'dlq list', 'dlq show ID', 'dlq replay ID' or 'dlq replay --all'")
+		return ExitUsage
+	case *all:
+		fmt.Fprintf(stderr, "supervisor %s: --all goes with 'dlq replay' only\n", cmd)
 		return ExitUsage
 	case len(words) > 0:
 		fmt.Fprintf(stderr, "supervisor %s: unexpected argument %q\n", cmd, words[0])
 		return ExitUsage
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
+	if method == http.MethodPost && cmd == "dlq" {
+		client.Timeout = replayWait + 15*time.Second // a full stream is waited on
+	}
 	base := "http://" + *addr
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "supervisor %s: %v (is a supervisor running with --http %s?)\n", cmd, err, *addr)
@@ -243,13 +254,13 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := json.Unmarshal(body, &dls); err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "%-5s %-10s %-8s %-16s %s\n", "ID", "actor", "value", "from", "reason")
+		fmt.Fprintf(stdout, "%-5s %-10s %-8s %-16s %-24s %s\n", "ID", "actor", "value", "from", "status", "reason")
 		for _, d := range dls {
 			v := "-"
 			if d.Value != nil {
 				v = strconv.FormatUint(*d.Value, 10)
 			}
-			fmt.Fprintf(stdout, "%-5d %-10s %-8s %-16s %s\n", d.Seq, d.Actor, v, d.Subject, d.Reason)
+			fmt.Fprintf(stdout, "%-5d %-10s %-8s %-16s %-24s %s\n", d.Seq, d.Actor, v, d.Subject, d.Status, d.Reason)
 		}
 		return ExitOK
 	}

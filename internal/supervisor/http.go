@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,11 +106,16 @@ func (s *Supervisor) Kill(name string) (pid int, err error) {
 //	POST /actors/{name}/kill SIGKILL the actor
 //	GET  /dlq                the dead letters, as JSON
 //	GET  /dlq/{seq}          one dead letter with all its headers
+//	POST /dlq/{seq}/replay   put the dead letter back on its subject
+//	POST /dlq/replay         replay every dead letter that can be
+//	GET  /                   the live dashboard
+//	GET  /events             Server-Sent Events: a Snapshot as JSON every 400 ms
 func (s *Supervisor) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{s})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	s.handleDashboard(mux)
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -125,7 +131,7 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("GET /dlq", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		dls, err := readDLQ(ctx, s.js)
+		dls, err := s.deadLetters(ctx)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -161,6 +167,34 @@ func (s *Supervisor) Handler() http.Handler {
 		}
 		fmt.Fprintf(w, "\n%s\n", m.Data)
 	})
+	replay := func(w http.ResponseWriter, r *http.Request, ids []uint64, all bool) {
+		ctx, cancel := context.WithTimeout(r.Context(), replayWait+10*time.Second)
+		defer cancel()
+		rs, err := s.Replay(ctx, ids, all)
+		switch {
+		case errors.Is(err, ErrNoDeadLetter):
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		case errors.Is(err, ErrNotReplayable):
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		case err != nil:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			writeReplayed(w, rs)
+			fmt.Fprintln(w, err)
+			return
+		}
+		writeReplayed(w, rs)
+	}
+	mux.HandleFunc("POST /dlq/{seq}/replay", func(w http.ResponseWriter, r *http.Request) {
+		seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+		if err != nil {
+			http.Error(w, "dead letter ID: want the DLQ stream sequence, a number", http.StatusBadRequest)
+			return
+		}
+		replay(w, r, []uint64{seq}, false)
+	})
+	mux.HandleFunc("POST /dlq/replay", func(w http.ResponseWriter, r *http.Request) { replay(w, r, nil, true) })
 	mux.HandleFunc("POST /actors/{name}/kill", func(w http.ResponseWriter, r *http.Request) {
 		pid, err := s.Kill(r.PathValue("name"))
 		switch {
@@ -172,7 +206,26 @@ func (s *Supervisor) Handler() http.Handler {
 			fmt.Fprintf(w, "killed %s (pid %d)\n", r.PathValue("name"), pid)
 		}
 	})
-	return mux
+	return sameOrigin(mux)
+}
+
+// sameOrigin refuses a state-changing request sent by a web page of another
+// origin: the listener is on localhost, and any page open in a browser
+// there could otherwise kill actors or replay dead letters with a plain
+// form post. The control commands send no Origin; the dashboard sends its
+// own.
+func sameOrigin(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if o := r.Header.Get("Origin"); o != "" {
+				if u, err := url.Parse(o); err != nil || u.Host != r.Host {
+					http.Error(w, "cross-origin request refused", http.StatusForbidden)
+					return
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // serveHTTP listens on addr until ctx is done. It returns once listening.
@@ -181,7 +234,12 @@ func (s *Supervisor) serveHTTP(ctx context.Context, addr string) (stop func(), e
 	if err != nil {
 		return nil, fmt.Errorf("HTTP listener %s: %w (pass --http with a free address, or --http '' to turn it off)", addr, err)
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// Shutdown waits for every request to end, and an event stream does not
+	// end by itself: shutting down cancels the requests' context.
+	base, cancelBase := context.WithCancel(context.Background())
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base }}
+	srv.RegisterOnShutdown(cancelBase)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

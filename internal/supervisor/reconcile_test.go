@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -275,5 +276,37 @@ func TestDiscrepancy(t *testing.T) {
 				t.Fatalf("Discrepancy() = %d lost, %d doubled, values %v; want %d, %d, %v", lost, dup, values, tt.lost, tt.dup, tt.wantValues)
 			}
 		})
+	}
+}
+
+// Replayed dead letters stop counting as dead: taken, queued, or replaced
+// by the dead letter of their replay. The values then balance.
+func TestReplayedDeadLettersBalance(t *testing.T) {
+	dlq := dead(u(33), u(41), nil, u(50))
+	dlq = append(dlq, DeadLetter{Seq: 5, Actor: protocol.Worker, Value: u(50), Subject: protocol.SubjectNumbers, Replay: 4})
+	l := sortDeadLetters(dlq, map[uint64]bool{1: true, 4: true}, map[uint64]bool{2: true})
+	status := map[uint64]string{}
+	for _, d := range append(l.standing, l.replayed...) {
+		status[d.Seq] = d.Status
+	}
+	want := map[uint64]string{1: StatusReplayed, 2: StatusReplayQueued, 3: StatusDead, 4: "replayed, dead again as 5", 5: StatusDead}
+	if !maps.Equal(status, want) || len(l.standing) != 2 {
+		t.Fatalf("statuses %v (standing %d), want %v", status, len(l.standing), want)
+	}
+	if why := l.standing[0].Replayable(); !strings.Contains(why, "would only be dead-lettered again") {
+		t.Fatalf("a malformed dead letter is replayable: %q", why)
+	}
+	if why := l.standing[1].Replayable(); why != "" {
+		t.Fatalf("the dead replay of 50 is not replayable: %q", why)
+	}
+	// 33 was taken and logged, 41 waits as a replay, 50 is dead once.
+	logged := without(span(0, 60), 41, 50)
+	_, queued, problems := reconcile(60, l.standing, []uint64{41}, tallyOf(t, logged...))
+	if queued != 1 || len(problems) != 0 {
+		t.Fatalf("queued %d, problems %v; want 1 and none", queued, problems)
+	}
+	// Counting the replayed ones as dead as well would not balance.
+	if _, _, problems := reconcile(60, dlq, []uint64{41}, tallyOf(t, logged...)); len(problems) == 0 {
+		t.Fatal("the unsorted DLQ balanced: the test proves nothing")
 	}
 }

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,40 @@ type DeadLetter struct {
 	OrigSeq    uint64  `json:"orig_seq"`
 	Deliveries int     `json:"deliveries"`
 	Payload    string  `json:"payload"`
+	// Replay is the dead letter this one is a replay of (dead-lettered
+	// again), or 0.
+	Replay uint64 `json:"replay,omitempty"`
+	// Status: "dead"; "replay queued" (put back, not yet taken); "replayed"
+	// (taken by its actor again; the value went on from there); or
+	// "replayed, dead again as N".
+	Status string `json:"status"`
+}
+
+// Dead-letter statuses.
+const (
+	StatusDead         = "dead"
+	StatusReplayQueued = "replay queued"
+	StatusReplayed     = "replayed"
+)
+
+// Replayable says why d cannot be replayed, or "" if it can: only a
+// dead letter that still stands and carried a generated value can flow
+// again (a malformed or foreign message would be dead-lettered again; a
+// beat is not replayed, the heartbeat sends new ones).
+func (d DeadLetter) Replayable() string {
+	switch {
+	case d.Status == StatusReplayQueued:
+		return "it was replayed already, and the replay is queued"
+	case strings.HasPrefix(d.Status, StatusReplayed+", dead again as "):
+		return "it was replayed already and is dead again as " + strings.TrimPrefix(d.Status, StatusReplayed+", dead again as ") + ": replay that one"
+	case d.Status != StatusDead:
+		return "it was " + d.Status
+	case d.Value == nil && d.Stream == protocol.StreamBeats:
+		return "it is a beat: beats are not replayed, the heartbeat sends new ones"
+	case d.Value == nil:
+		return "it is not a message of the pipeline's (" + d.Reason + "): it would only be dead-lettered again"
+	}
+	return ""
 }
 
 // Summary is the accounting at the end of a run. It covers everything the
@@ -38,11 +73,12 @@ type Summary struct {
 	Generated    uint64            `json:"generated"` // values 0 … generated-1 were published
 	Processed    uint64            `json:"processed"` // by the worker
 	Logged       uint64            `json:"logged"`
-	BeatsSent    uint64            `json:"beats_sent"`  // by the heartbeat, all runs
-	BeatsTaken   uint64            `json:"beats_taken"` // by the worker, all runs
-	Duplicates   map[string]uint64 `json:"duplicates"`  // republished copies skipped, per actor
-	Queued       uint64            `json:"queued"`      // generated values neither logged nor dead-lettered yet
-	DeadLettered []DeadLetter      `json:"dead_lettered"`
+	BeatsSent    uint64            `json:"beats_sent"`    // by the heartbeat, all runs
+	BeatsTaken   uint64            `json:"beats_taken"`   // by the worker, all runs
+	Duplicates   map[string]uint64 `json:"duplicates"`    // republished copies skipped, per actor
+	Queued       uint64            `json:"queued"`        // generated values neither logged nor dead-lettered yet
+	DeadLettered []DeadLetter      `json:"dead_lettered"` // the dead letters that stand
+	Replayed     []DeadLetter      `json:"replayed,omitempty"`
 	Starts       map[string]uint64 `json:"starts"`
 	Restarts     map[string]uint64 `json:"restarts"`     // all runs
 	RunRestarts  map[string]uint64 `json:"run_restarts"` // this supervisor's
@@ -78,48 +114,11 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	applied := func(st map[string]*actor.Cursor, in protocol.Input) uint64 {
-		if c := st[in.Consumer]; c != nil {
-			return c.Applied
-		}
-		return 0
-	}
-	// Queued: the pipeline's own messages that their consumer will still
-	// take (republished copies at or below its marks it will skip), and
-	// results committed by the worker but not yet published.
-	var queued []uint64
-	err = eachMsg(ctx, s.js, protocol.StreamNumbers, applied(wk.Cursors, protocol.WorkerNumbers)+1, func(m *jetstream.RawStreamMsg) {
-		if n, err := protocol.DecodeNumber(m.Data); err == nil && m.Header.Get(protocol.HeaderMsgID) == protocol.NumberMsgID(n) && n >= wk.Data.NextValue {
-			queued = append(queued, n)
-		}
-	})
+	led, queued, err := s.ledgerOf(ctx, wk, lg, dlq)
 	if err != nil {
 		return nil, err
 	}
-	pendingResult := func(subject string, h nats.Header, data []byte) {
-		if v, ok := unloggedResult(subject, h, data, lg.Data.LastSource); ok {
-			queued = append(queued, v)
-		}
-	}
-	err = eachMsg(ctx, s.js, protocol.StreamResults, applied(lg.Cursors, protocol.LoggerResults)+1, func(m *jetstream.RawStreamMsg) {
-		pendingResult(m.Subject, m.Header, m.Data)
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range wk.Outbox {
-		pendingResult(o.Subject, o.Header, o.Data)
-	}
-	// Dead letters committed but not yet published count as dead letters.
-	for _, box := range [][]actor.Out{wk.Outbox, lg.Outbox} {
-		for _, o := range box {
-			if strings.HasPrefix(o.Subject, protocol.SubjectDLQ+".") {
-				dlq = append(dlq, deadLetterOf(0, o.Header, o.Data))
-			}
-		}
-	}
-	dlq = uniqueDeadLetters(dlq)
-
+	dlq = led.standing
 	// The generator may have died after publishing values and before saving
 	// its position: those values exist (it republishes the same ones, which
 	// are then dropped or skipped). Generated is what the evidence shows.
@@ -142,6 +141,7 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 		BeatsTaken:   wk.Data.Beats,
 		Duplicates:   map[string]uint64{protocol.Worker: wk.Data.Duplicates, protocol.Logger: lg.Data.Duplicates},
 		DeadLettered: dlq,
+		Replayed:     led.replayed,
 		Starts: map[string]uint64{
 			protocol.Generator: gen.Starts, protocol.Heartbeat: hb.Starts,
 			protocol.Worker: wk.Starts, protocol.Logger: lg.Starts,
@@ -160,6 +160,137 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 	sum.Expected, sum.Queued, sum.Problems = reconcile(sum.Generated, dlq, queued, sum.Counts)
 	sum.OK = len(sum.Problems) == 0
 	return sum, nil
+}
+
+// ledger sorts the dead letters: those that stand, and those replayed.
+type ledger struct {
+	standing []DeadLetter
+	replayed []DeadLetter
+}
+
+// deadLetters reads the DLQ and what became of replayed dead letters.
+func (s *Supervisor) deadLetters(ctx context.Context) ([]DeadLetter, error) {
+	wk, err := actor.LoadState[protocol.WorkerState](ctx, s.kv, protocol.Worker)
+	if err != nil {
+		return nil, err
+	}
+	lg, err := actor.LoadState[protocol.LoggerState](ctx, s.kv, protocol.Logger)
+	if err != nil {
+		return nil, err
+	}
+	dlq, err := readDLQ(ctx, s.js)
+	if err != nil {
+		return nil, err
+	}
+	l, _, err := s.ledgerOf(ctx, wk, lg, dlq)
+	if err != nil {
+		return nil, err
+	}
+	all := append(l.standing, l.replayed...)
+	slices.SortFunc(all, func(a, b DeadLetter) int { return cmp.Compare(a.Seq, b.Seq) })
+	return all, nil
+}
+
+// ledgerOf reads the streams behind the worker's and logger's positions:
+// the values still queued (numbers the worker will take, results committed
+// or published and not yet logged, replays waiting), and what became of
+// every dead letter in dlq (the DLQ stream's; the committed, unpublished
+// ones are added here).
+func (s *Supervisor) ledgerOf(ctx context.Context, wk actor.State[protocol.WorkerState], lg actor.State[protocol.LoggerState], dlq []DeadLetter) (ledger, []uint64, error) {
+	applied := func(st map[string]*actor.Cursor, in protocol.Input) uint64 {
+		if c := st[in.Consumer]; c != nil {
+			return c.Applied
+		}
+		return 0
+	}
+	// Queued: the pipeline's own messages that their consumer will still
+	// take (republished copies at or below its marks it will skip), and
+	// results committed by the worker but not yet published.
+	var queued []uint64
+	replaying := map[uint64]bool{} // dead letters whose replay waits in a stream
+	waiting := func(h nats.Header, taken protocol.Seqs, value uint64) bool {
+		d, ok, err := protocol.ParseReplay(h)
+		if !ok || err != nil || taken.Has(d) {
+			return false
+		}
+		replaying[d] = true
+		queued = append(queued, value)
+		return true
+	}
+	err := eachMsg(ctx, s.js, protocol.StreamNumbers, applied(wk.Cursors, protocol.WorkerNumbers)+1, func(m *jetstream.RawStreamMsg) {
+		n, err := protocol.DecodeNumber(m.Data)
+		if err != nil || waiting(m.Header, wk.Data.Replayed, n) {
+			return
+		}
+		if m.Header.Get(protocol.HeaderMsgID) == protocol.NumberMsgID(n) && n >= wk.Data.NextValue {
+			queued = append(queued, n)
+		}
+	})
+	if err != nil {
+		return ledger{}, nil, err
+	}
+	pendingResult := func(subject string, h nats.Header, data []byte) {
+		if v, ok := unloggedResult(subject, h, data, lg.Data.LastSource); ok {
+			queued = append(queued, v)
+		}
+	}
+	err = eachMsg(ctx, s.js, protocol.StreamResults, applied(lg.Cursors, protocol.LoggerResults)+1, func(m *jetstream.RawStreamMsg) {
+		if r, err := protocol.DecodeResult(m.Data); err == nil && waiting(m.Header, lg.Data.Replayed, r.Value) {
+			return
+		}
+		pendingResult(m.Subject, m.Header, m.Data)
+	})
+	if err != nil {
+		return ledger{}, nil, err
+	}
+	for _, o := range wk.Outbox {
+		pendingResult(o.Subject, o.Header, o.Data)
+	}
+	// Dead letters committed but not yet published count as dead letters.
+	for _, box := range [][]actor.Out{wk.Outbox, lg.Outbox} {
+		for _, o := range box {
+			if strings.HasPrefix(o.Subject, protocol.SubjectDLQ+".") {
+				dlq = append(dlq, deadLetterOf(0, o.Header, o.Data))
+			}
+		}
+	}
+	dlq = uniqueDeadLetters(dlq)
+
+	taken := map[uint64]bool{}
+	for _, q := range append(slices.Clone(wk.Data.Replayed), lg.Data.Replayed...) {
+		taken[q] = true
+	}
+	return sortDeadLetters(dlq, taken, replaying), queued, nil
+}
+
+// sortDeadLetters sets each dead letter's status: replayed (its ID is in
+// taken: the worker or logger took its replay), replay queued (in
+// replaying), or dead. A replay that was dead-lettered again is a new dead
+// letter; the one it replayed counts no more.
+func sortDeadLetters(dlq []DeadLetter, taken, replaying map[uint64]bool) ledger {
+	again := map[uint64]uint64{}
+	for _, d := range dlq {
+		if d.Replay != 0 && d.Seq != 0 {
+			again[d.Replay] = d.Seq
+		}
+	}
+	var l ledger
+	for _, d := range dlq {
+		switch {
+		case d.Seq != 0 && taken[d.Seq] && again[d.Seq] != 0:
+			d.Status = fmt.Sprintf("%s, dead again as %d", StatusReplayed, again[d.Seq])
+		case d.Seq != 0 && taken[d.Seq]:
+			d.Status = StatusReplayed
+		case d.Seq != 0 && replaying[d.Seq]:
+			d.Status = StatusReplayQueued
+		default:
+			d.Status = StatusDead
+			l.standing = append(l.standing, d)
+			continue
+		}
+		l.replayed = append(l.replayed, d)
+	}
+	return l
 }
 
 // reconcile checks the promise: every generated value is logged exactly
@@ -251,17 +382,30 @@ func deadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
 	d.OrigSeq, _ = strconv.ParseUint(h.Get(protocol.HeaderOrigSequence), 10, 64)
 	d.Deliveries, _ = strconv.Atoi(h.Get(protocol.HeaderDeliveries))
 	id := h.Get(protocol.HeaderOrigMsgID)
+	if r, err := strconv.ParseUint(h.Get(protocol.HeaderReplay), 10, 64); err == nil && r != 0 && id == protocol.ReplayMsgID(r) {
+		// A replay dead-lettered again: its ID is the replay's.
+		d.Replay = r
+		id = ""
+	}
+	own := func(want string) bool { return id == want || d.Replay != 0 }
 	switch d.Subject {
 	case protocol.SubjectNumbers:
-		if n, err := protocol.DecodeNumber(data); err == nil && id == protocol.NumberMsgID(n) {
+		if n, err := protocol.DecodeNumber(data); err == nil && own(protocol.NumberMsgID(n)) {
 			d.Value = &n
 		}
 	case protocol.SubjectResults:
-		if r, err := protocol.DecodeResult(data); err == nil && id == protocol.ResultMsgID(r.Value) {
+		if r, err := protocol.DecodeResult(data); err == nil && own(protocol.ResultMsgID(r.Value)) {
 			d.Value = &r.Value
 		}
 	}
 	return d
+}
+
+func (d DeadLetter) valueText() string {
+	if d.Value == nil {
+		return "(no value)"
+	}
+	return strconv.FormatUint(*d.Value, 10)
 }
 
 // uniqueDeadLetters keeps one dead letter per original message: one can be
@@ -324,13 +468,12 @@ func (s *Summary) WriteText(w io.Writer) {
 		s.Generated, s.Processed, s.Logged, len(s.DeadLettered), s.Queued)
 	p("beats sent %d, taken %d; republished copies skipped: worker %d, logger %d\n",
 		s.BeatsSent, s.BeatsTaken, s.Duplicates[protocol.Worker], s.Duplicates[protocol.Logger])
-	dl := slices.Clone(s.DeadLettered)
-	for _, d := range dl {
-		v := "(no value)"
-		if d.Value != nil {
-			v = strconv.FormatUint(*d.Value, 10)
-		}
+	for _, d := range s.DeadLettered {
+		v := d.valueText()
 		p("  dead letter %d: %s %s after %d deliveries: %s\n", d.Seq, d.Actor, v, d.Deliveries, d.Reason)
+	}
+	for _, d := range s.Replayed {
+		p("  dead letter %d (%s %s): %s\n", d.Seq, d.Actor, d.valueText(), d.Status)
 	}
 	t := s.Counts
 	p("counts: fizz %d, buzz %d, fizzbuzz %d, value %d\n", t.Fizz, t.Buzz, t.FizzBuzz, t.Value)

@@ -53,13 +53,16 @@ type Supervisor struct {
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 
-	aborted atomic.Bool
-	supMu   sync.Mutex // serialises writes of the supervisor's state
+	aborted  atomic.Bool
+	supMu    sync.Mutex // serialises writes of the supervisor's state
+	replayMu sync.Mutex // serialises dead-letter replays
 
 	mu       sync.Mutex
 	sup      supState
 	actors   map[string]*ActorState
 	children map[string]*child
+
+	dash dashState // the dashboard's recent events (under mu) and dead letters
 }
 
 // New checks cfg and returns a Supervisor.
@@ -470,6 +473,7 @@ func (s *Supervisor) recordRestart(name, cause string) uint64 {
 	s.mu.Lock()
 	s.actors[name].Restarts++
 	s.actors[name].LastCause = cause
+	s.dash.addEvent(restartEvent(name, cause, s.actors[name].Restarts))
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -81,6 +81,12 @@ const (
 	// was computed from. Results arrive in that order, so the logger tells a
 	// republished result by it.
 	HeaderSourceSequence = "Robust-Source-Sequence"
+	// HeaderReplay is on a dead letter put back on its original subject by
+	// `supervisor dlq replay`: the DLQ stream sequence of the dead letter it
+	// replays. Its Nats-Msg-Id is ReplayMsgID of that sequence. The message
+	// is below its consumer's position marks, so the consumer takes it by
+	// this ID instead, once: it keeps the replays it took in its state.
+	HeaderReplay = "Robust-Replay"
 )
 
 // Message IDs: stable for one logical message, so that a republish after a
@@ -94,6 +100,26 @@ func BeatMsgID(b Beat) string {
 }
 func ResultMsgID(n uint64) string               { return "r-" + strconv.FormatUint(n, 10) }
 func DLQMsgID(stream string, seq uint64) string { return fmt.Sprintf("dlq-%s-%d", stream, seq) }
+func ReplayMsgID(dlqSeq uint64) string          { return "replay-" + strconv.FormatUint(dlqSeq, 10) }
+
+// ParseReplay reads a message's HeaderReplay: ok is false when there is
+// none. A replay must carry its own ID (ReplayMsgID), like every message
+// the pipeline takes.
+func ParseReplay(h map[string][]string) (dlqSeq uint64, ok bool, err error) {
+	vs := h[HeaderReplay]
+	if len(vs) == 0 {
+		return 0, false, nil
+	}
+	dlqSeq, perr := strconv.ParseUint(vs[0], 10, 64)
+	if perr != nil || dlqSeq == 0 || len(vs) > 1 {
+		return 0, true, fmt.Errorf("%w: header %s %q: want the DLQ sequence of the dead letter replayed", ErrMalformed, HeaderReplay, vs)
+	}
+	var id string
+	if ids := h[HeaderMsgID]; len(ids) > 0 {
+		id = ids[0]
+	}
+	return dlqSeq, true, CheckMsgID("replay", id, ReplayMsgID(dlqSeq))
+}
 
 // Decoding errors: such a message is dead-lettered at once with the error
 // as its reason.

@@ -1,5 +1,7 @@
 package protocol
 
+import "slices"
+
 // The actors' own state, persisted in the state bucket under the actor's
 // name (inside the runtime's envelope, field "data"). The supervisor reads
 // it for the summary.
@@ -31,13 +33,17 @@ type WorkerState struct {
 	BeatRun      uint64 `json:"beat_run"`   // the last beat counted: run …
 	LastBeat     uint64 `json:"last_beat"`  // … and beat number
 	Duplicates   uint64 `json:"duplicates"` // republished copies skipped
+	// Replayed lists the dead letters (DLQ sequences) whose replays the
+	// worker took, applied or dead-lettered again: a copy is skipped.
+	Replayed Seqs `json:"replayed,omitempty"`
 }
 
 // LoggerState is the logger's tally of every result it logged.
 type LoggerState struct {
 	Tally      Tally  `json:"tally"`
-	LastSource uint64 `json:"last_source"` // HeaderSourceSequence of the last result logged
-	Duplicates uint64 `json:"duplicates"`  // republished copies skipped
+	LastSource uint64 `json:"last_source"`        // HeaderSourceSequence of the last result logged
+	Duplicates uint64 `json:"duplicates"`         // republished copies skipped
+	Replayed   Seqs   `json:"replayed,omitempty"` // as WorkerState.Replayed
 }
 
 // Tally counts results by kind, with checksums of the values: two tallies
@@ -78,4 +84,24 @@ func (t *Tally) count(k Kind) *uint64 {
 	default:
 		return &t.Value
 	}
+}
+
+// Seqs is a sorted set of sequence numbers.
+type Seqs []uint64
+
+// Has reports whether s holds q.
+func (s Seqs) Has(q uint64) bool {
+	_, ok := slices.BinarySearch(s, q)
+	return ok
+}
+
+// Add puts q into s; it returns false if q was there already. It never
+// writes to s's old array (a shallow copy of a state shares it).
+func (s *Seqs) Add(q uint64) bool {
+	i, ok := slices.BinarySearch(*s, q)
+	if ok {
+		return false
+	}
+	*s = slices.Insert(slices.Clip(*s), i, q)
+	return true
 }

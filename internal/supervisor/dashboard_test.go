@@ -1,0 +1,234 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/robust/robust/internal/natstest"
+	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+func newTestSupervisor(t *testing.T, log io.Writer) *Supervisor {
+	t.Helper()
+	s, err := New(Config{Queue: 10, Batch: 1, Showstopper: 1, NATSListen: "127.0.0.1:0",
+		Log: slog.New(slog.NewTextHandler(log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// firstSnapshot opens GET /events at url and reads its first snapshot.
+func firstSnapshot(t *testing.T, ctx context.Context, url string) Snapshot {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("GET /events: Content-Type %q", ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			var snap Snapshot
+			if err := json.Unmarshal([]byte(data), &snap); err != nil {
+				t.Fatalf("snapshot: %v: %s", err, data)
+			}
+			return snap
+		}
+	}
+	t.Fatalf("GET /events ended without a snapshot: %v", sc.Err())
+	return Snapshot{}
+}
+
+func TestRecentEventsBounded(t *testing.T) {
+	var d dashState
+	for i := range uint64(recentEvents + 5) {
+		d.addEvent(restartEvent(protocol.Worker, "signal: killed", i+1))
+	}
+	if len(d.events) != recentEvents || d.events[0].N != 6 || d.events[recentEvents-1].N != recentEvents+5 {
+		t.Fatalf("kept %d events, #%d … #%d; want the last %d", len(d.events), d.events[0].N, d.events[len(d.events)-1].N, recentEvents)
+	}
+}
+
+// The page and its stream, served without a pipeline: the actors as the
+// supervisor knows them, and the recent restarts.
+func TestDashboardRoutes(t *testing.T) {
+	s := newTestSupervisor(t, io.Discard)
+	s.mu.Lock()
+	s.dash.addEvent(restartEvent(protocol.Logger, "signal: killed", 1))
+	s.mu.Unlock()
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close() // waits for the stream's handler to end
+
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `new EventSource("events")`) {
+		t.Fatalf("GET /: %d\n%.200s", resp.StatusCode, page)
+	}
+	if resp, err := http.Get(srv.URL + "/nothing"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /nothing: %v %v; want 404, not the page", resp.Status, err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	snap := firstSnapshot(t, ctx, srv.URL+"/events")
+	if len(snap.Status.Actors) != len(protocol.Actors) || snap.Status.Actors[0].State != "starting" {
+		t.Fatalf("snapshot actors: %+v", snap.Status.Actors)
+	}
+	if len(snap.Events) != 1 || snap.Events[0].Actor != protocol.Logger || snap.Events[0].Kind != "restart" || snap.Events[0].N != 1 {
+		t.Fatalf("snapshot events: %+v", snap.Events)
+	}
+}
+
+// The latest dead letters, newest first, read again when the stream changes.
+func TestLatestDeadLetters(t *testing.T) {
+	ns := natstest.RunJetStream(t)
+	nc, js, err := natsx.Connect(ns.ClientURL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := t.Context()
+	if err := natsx.Ensure(ctx, js, natsx.Topology{Queue: 10}); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSupervisor(t, io.Discard)
+	s.js = js
+	publish := func(n int) {
+		for i := range n {
+			m := nats.NewMsg(protocol.DLQSubject(protocol.Logger))
+			m.Header.Set(protocol.HeaderActor, protocol.Logger)
+			m.Header.Set(protocol.HeaderReason, fmt.Sprintf("malformed: %d", i))
+			m.Data = []byte("not json")
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	seqs := func() []uint64 {
+		t.Helper()
+		dls, err := s.latestDeadLetters(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []uint64
+		for _, d := range dls {
+			if d.Actor != protocol.Logger || d.Payload != "not json" || d.Time.IsZero() {
+				t.Fatalf("dead letter %+v", d)
+			}
+			out = append(out, d.Seq)
+		}
+		return out
+	}
+	if got := seqs(); len(got) != 0 {
+		t.Fatalf("empty DLQ: %v", got)
+	}
+	publish(3)
+	if got := fmt.Sprint(seqs()); got != "[3 2 1]" {
+		t.Fatalf("3 dead letters: %s", got)
+	}
+	publish(12)
+	if got := fmt.Sprint(seqs()); got != "[15 14 13 12 11 10 9 8 7 6]" {
+		t.Fatalf("15 dead letters: %s", got)
+	}
+	st, err := js.Stream(ctx, protocol.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{15, 13} {
+		if err := st.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := fmt.Sprint(seqs()); got != "[14 12 11 10 9 8 7 6 5 4]" {
+		t.Fatalf("after deleting 15 and 13: %s", got)
+	}
+}
+
+// Stopping the HTTP server ends the open event streams instead of waiting
+// for them.
+func TestStopEndsEventStreams(t *testing.T) {
+	var log strings.Builder
+	s := newTestSupervisor(t, &log) // written only before serveHTTP returns
+	stop, err := s.serveHTTP(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := regexp.MustCompile(`addr=(http://\S+)`).FindStringSubmatch(log.String())
+	if addr == nil {
+		stop()
+		t.Fatalf("no address logged: %s", log.String())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, addr[1]+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	started := time.Now()
+	stop()
+	if took := time.Since(started); took > time.Second {
+		t.Errorf("stopping took %s with an event stream open", took)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Errorf("the stream did not end cleanly: %v", err)
+	}
+}
+
+// A page of another origin cannot kill actors through a browser on the
+// same machine; the dashboard's own origin and the control commands can.
+func TestCrossOriginPostRefused(t *testing.T) {
+	s := newTestSupervisor(t, io.Discard)
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	post := func(origin string) int {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/actors/robot/kill", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("http://evil.example"); code != http.StatusForbidden {
+		t.Fatalf("cross-origin POST: %d, want 403", code)
+	}
+	// Past the guard, an unknown actor is a 404.
+	if code := post(srv.URL); code != http.StatusNotFound {
+		t.Fatalf("same-origin POST: %d, want 404", code)
+	}
+	if code := post(""); code != http.StatusNotFound {
+		t.Fatalf("POST without Origin: %d, want 404", code)
+	}
+}
