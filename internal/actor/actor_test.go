@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -131,6 +133,52 @@ func TestOutRoundTrip(t *testing.T) {
 		}
 		if got.Subject != o.Subject || got.MsgID != o.MsgID || string(got.Data) != string(o.Data) || !maps.EqualFunc(got.Header, o.Header, slices.Equal) {
 			t.Fatalf("round trip of %+v gave %+v (%s)", o, got, b)
+		}
+	}
+}
+
+// A large outbox is stored compressed and loads back whole, small ones plain.
+func TestOutboxStoredCompressed(t *testing.T) {
+	url := runJetStream(t)
+	ctx := context.Background()
+	c := openCore(t, url)
+	for _, n := range []int{compressAbove, 256} {
+		st := c.state()
+		st.Outbox = nil
+		for i := range n {
+			h := nats.Header{}
+			h.Set(protocol.HeaderSourceSequence, strconv.Itoa(1000+i))
+			st.Outbox = append(st.Outbox, Out{Subject: protocol.SubjectResults, MsgID: protocol.ResultMsgID(uint64(i)),
+				Data: protocol.EncodeResult(protocol.FizzBuzz(uint64(i))), Header: h})
+		}
+		if err := c.save(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+		e, err := c.store.kv.Get(ctx, "worker")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, _ := json.Marshal(st)
+		compressed := strings.Contains(string(e.Value()), `"outbox_s2"`)
+		t.Logf("outbox of %d: %d bytes stored, %d plain", n, len(e.Value()), len(plain))
+		if compressed != (n > compressAbove) || compressed && len(e.Value()) > len(plain)/3 {
+			t.Fatalf("outbox of %d stored in %d bytes (plain %d), compressed %v", n, len(e.Value()), len(plain), compressed)
+		}
+		got, err := LoadState[count](ctx, c.store.kv, "worker")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Outbox) != n || got.OutboxS2 != nil {
+			t.Fatalf("loaded %d outs (compressed bytes left: %d), want %d", len(got.Outbox), len(got.OutboxS2), n)
+		}
+		for i, o := range got.Outbox {
+			w := st.Outbox[i]
+			if o.Subject != w.Subject || o.MsgID != w.MsgID || string(o.Data) != string(w.Data) || !maps.EqualFunc(o.Header, w.Header, slices.Equal) {
+				t.Fatalf("out %d loaded as %+v, want %+v", i, o, w)
+			}
+		}
+		if len(c.state().Outbox) != n {
+			t.Fatal("saving compressed changed the actor's own copy of the state")
 		}
 	}
 }
