@@ -22,6 +22,16 @@ type processor[D any] struct {
 	*core[D]
 	p    Processor[D]
 	cons map[string]*input
+	// pend is the last batch's outbox being published, its inputs not yet
+	// acked: the next batch is fetched meanwhile, and settles it first.
+	pend *pending
+}
+
+// pending is a committed batch whose outputs are being published.
+type pending struct {
+	pub  *publishing
+	ds   []delivery
+	keys []uint64
 }
 
 type input struct {
@@ -92,10 +102,15 @@ func (r *processor[D]) serve(ctx context.Context) error {
 				st = r.state()
 			}
 		}
-		if progressed || waitOn == nil {
-			if waitOn == nil { // nothing may be taken now: wait for state to change
-				sleep(ctx, pollWait)
-			}
+		if progressed {
+			continue
+		}
+		// Idle: finish the last batch before waiting.
+		if err := r.settle(ctx); err != nil {
+			return err
+		}
+		if waitOn == nil { // nothing may be taken now: wait for state to change
+			sleep(ctx, pollWait)
 			continue
 		}
 		// Nothing anywhere: wait for the first message of the input that
@@ -113,6 +128,28 @@ func (r *processor[D]) serve(ctx context.Context) error {
 			if err := r.batch(ctx, waitOn, msgs); err != nil {
 				return err
 			}
+		}
+	}
+	return r.settle(ctx)
+}
+
+// settle waits until the pending batch's outputs are stored, then acks its
+// inputs.
+func (r *processor[D]) settle(ctx context.Context) error {
+	p := r.pend
+	if p == nil {
+		return nil
+	}
+	r.pend = nil
+	sctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if _, err := p.pub.wait(sctx); err != nil {
+		return err // the outbox goes out again on start
+	}
+	r.checkFaults(faults.AfterPublish, p.keys)
+	for _, d := range p.ds {
+		if err := d.m.Ack(); err != nil {
+			r.env.Log.Warn("ack failed; the message will be skipped when redelivered", "seq", d.seq, "error", err)
 		}
 	}
 	return nil
@@ -156,6 +193,9 @@ func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg
 			// older copy of this actor): later messages must not be applied
 			// ahead of it.
 			r.env.Log.Warn("delivery gap; resetting consumer", "consumer", i.in.Consumer, "expected", i.nextCSeq, "got", md.Sequence.Consumer)
+			if err := r.settle(ctx); err != nil {
+				return err
+			}
 			rctx, cancel := withTimeout(ctx)
 			defer cancel()
 			return r.reset(rctx, i)
@@ -200,8 +240,12 @@ func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg
 //  1. record the attempt (the inflight range);
 //  2. apply the messages to a working copy of the state;
 //  3. commit: save the new state together with the outputs (the outbox);
-//  4. publish the outbox and wait for every publish ack;
-//  5. ack the inputs.
+//  4. publish the outbox;
+//  5. once every publish ack is in, ack the inputs.
+//
+// The acks of 4 come while the next batch is fetched: that batch waits for
+// them (settle) and does 5 before it records its own attempt, so that a
+// crash in 4 or 5 is never counted against it.
 //
 // A crash before 3 leaves no trace but the attempt: nothing was published,
 // so a message that keeps failing can be dead-lettered without its output
@@ -210,8 +254,11 @@ func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg
 // unfinished range left on record once ds has gone through.
 func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery, attempts int, lastErr string, rest *Inflight) error {
 	cfg := r.env.Config
+	if err := r.settle(ctx); err != nil {
+		return err
+	}
 	work := r.state()
-	work.Outbox = nil // published by the previous batch, which waited for the acks
+	work.Outbox = nil // the previous batch's outputs are stored
 	work.cursor(in.Consumer).Inflight = &Inflight{From: ds[0].seq, To: ds[len(ds)-1].seq, Attempts: attempts, LastError: lastErr}
 	sctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -266,15 +313,7 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 	}
 	committed = true
 	r.checkFaults(faults.AfterSave, keys)
-	if _, err := r.publish(sctx, outs, nil); err != nil {
-		return err // the outbox goes out again on start
-	}
-	r.checkFaults(faults.AfterPublish, keys)
-	for _, d := range ds {
-		if err := d.m.Ack(); err != nil {
-			r.env.Log.Warn("ack failed; the message will be skipped when redelivered", "seq", d.seq, "error", err)
-		}
-	}
+	r.pend = &pending{pub: r.startPublish(outs, nil), ds: ds, keys: keys}
 	return nil
 }
 

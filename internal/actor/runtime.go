@@ -156,25 +156,44 @@ func (c *core[D]) status() (protocol.Status, error) {
 // if the stream's last sequence is *chain+i: outs land in order, one stream
 // only, and nothing after a refused out is stored.
 func (c *core[D]) publish(ctx context.Context, outs []Out, chain *uint64) (int, error) {
-	futs := make([]jetstream.PubAckFuture, 0, len(outs))
-	var err error
+	return c.startPublish(outs, chain).wait(ctx)
+}
+
+// publishing is an asynchronous publish of outs under way.
+type publishing struct {
+	outs  []Out
+	futs  []jetstream.PubAckFuture
+	chain bool
+	err   error // from starting it
+}
+
+// startPublish sends outs without waiting for their acks (see publish).
+func (c *core[D]) startPublish(outs []Out, chain *uint64) *publishing {
+	p := &publishing{outs: outs, futs: make([]jetstream.PubAckFuture, 0, len(outs)), chain: chain != nil}
 	for i, o := range outs {
 		m := &nats.Msg{Subject: o.Subject, Data: o.Data, Header: o.Header}
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(o.MsgID)}
 		if chain != nil {
 			opts = append(opts, jetstream.WithExpectLastSequence(*chain+uint64(i)))
 		}
-		var f jetstream.PubAckFuture
-		f, err = c.js.PublishMsgAsync(m, opts...)
+		f, err := c.js.PublishMsgAsync(m, opts...)
 		if err != nil {
+			p.err = err
 			break
 		}
-		futs = append(futs, f)
+		p.futs = append(p.futs, f)
 	}
+	return p
+}
+
+// wait waits for every publish ack. It returns how many outs, from the
+// first, were stored, and the first error.
+func (p *publishing) wait(ctx context.Context) (int, error) {
+	futs := p.futs
 	for i, f := range futs {
 		select {
 		case ack := <-f.Ok():
-			if chain != nil && ack.Duplicate {
+			if p.chain && ack.Duplicate {
 				// Stored before: the stream's sequence did not move, so the
 				// next out's expectation fails. Count this one; retry the rest.
 				waitAll(ctx, futs[i+1:])
@@ -182,15 +201,15 @@ func (c *core[D]) publish(ctx context.Context, outs []Out, chain *uint64) (int, 
 			}
 		case e := <-f.Err():
 			waitAll(ctx, futs[i+1:]) // no publish may still be in flight
-			return i, fmt.Errorf("publish %s: %w", outs[i].Subject, e)
+			return i, fmt.Errorf("publish %s: %w", p.outs[i].Subject, e)
 		case <-ctx.Done():
 			return i, ctx.Err()
 		}
 	}
-	if err != nil {
-		return len(futs), fmt.Errorf("publish: %w", err)
+	if p.err != nil {
+		return len(futs), fmt.Errorf("publish: %w", p.err)
 	}
-	return len(outs), nil
+	return len(p.outs), nil
 }
 
 // waitAll waits for the outcome of every future.
