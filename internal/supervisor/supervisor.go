@@ -147,7 +147,7 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 
 	setup, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	topo := natsx.Topology{Queue: s.cfg.Queue, DupWindow: max(natsx.DefaultDupWindow, 2*s.cfg.Policy.Max)}
+	topo := natsx.Topology{Queue: s.cfg.Queue}
 	if err := natsx.Ensure(setup, js, topo); err != nil {
 		return nil, fmt.Errorf("set up JetStream: %w", err)
 	}
