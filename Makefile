@@ -35,6 +35,7 @@ vet:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./pkg/protocol/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeOuts -fuzztime 30s ./internal/actor/
 
 clean:
 	rm -rf $(BIN) data

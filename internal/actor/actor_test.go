@@ -182,3 +182,49 @@ func TestOutboxStoredCompressed(t *testing.T) {
 		}
 	}
 }
+
+// The outbox's binary form round-trips, and a damaged one is an error,
+// never a panic or a wrong outbox.
+func TestOutsEncoding(t *testing.T) {
+	h := nats.Header{}
+	h.Set(protocol.HeaderSourceSequence, "12")
+	h["Multi"] = []string{"a", "", "b"}
+	outs := []Out{
+		{Subject: protocol.SubjectResults, MsgID: "r-11", Data: protocol.EncodeResult(protocol.FizzBuzz(11)), Header: h},
+		{Subject: "robust.dlq.worker", MsgID: "dlq-NUMBERS-3", Data: []byte{0xff, 0, 1}},
+		{},
+	}
+	b := encodeOuts(outs)
+	got, err := decodeOuts(b)
+	if err != nil || len(got) != len(outs) {
+		t.Fatalf("decode: %d outs, %v", len(got), err)
+	}
+	for i, o := range got {
+		w := outs[i]
+		if o.Subject != w.Subject || o.MsgID != w.MsgID || string(o.Data) != string(w.Data) || !maps.EqualFunc(o.Header, w.Header, slices.Equal) {
+			t.Fatalf("out %d decoded as %+v, want %+v", i, o, w)
+		}
+	}
+	for n := range len(b) {
+		if _, err := decodeOuts(b[:n]); err == nil {
+			t.Fatalf("decoding the first %d of %d bytes succeeded", n, len(b))
+		}
+	}
+	if _, err := decodeOuts(append(b, 0)); err == nil {
+		t.Fatal("trailing bytes accepted")
+	}
+}
+
+func FuzzDecodeOuts(f *testing.F) {
+	f.Add(encodeOuts([]Out{{Subject: "s", MsgID: "i", Data: []byte("d"), Header: nats.Header{"K": {"v"}}}}))
+	f.Add([]byte{outsFormat, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		outs, err := decodeOuts(b)
+		if err != nil {
+			return
+		}
+		if again, err := decodeOuts(encodeOuts(outs)); err != nil || len(again) != len(outs) {
+			t.Fatalf("re-encoding %d outs: %d, %v", len(outs), len(again), err)
+		}
+	})
+}

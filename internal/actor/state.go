@@ -2,6 +2,7 @@ package actor
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/klauspost/compress/s2"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -21,10 +23,11 @@ type State[D any] struct {
 	// are published after the state that produced them is saved, and again
 	// on start in case the actor died before they all were.
 	Outbox []Out `json:"outbox,omitempty"`
-	// OutboxS2 is a large Outbox as it is stored: its JSON, compressed with
-	// S2. A batch's outputs are alike, and written once more in the state
-	// they would double the bytes the server stores per value (measured:
-	// compressing them made the unpaced pipeline about 10% faster).
+	// OutboxS2 is a large Outbox as it is stored: in a compact binary form
+	// (encodeOuts), compressed with S2. A batch's outputs are alike, and
+	// written once more in the state they would double the bytes the server
+	// stores per value; and JSON-encoding them took 40% of the worker's CPU
+	// (measured with perf).
 	OutboxS2 []byte `json:"outbox_s2,omitempty"`
 }
 
@@ -36,12 +39,86 @@ func (st State[D]) pack() (State[D], error) {
 	if len(st.Outbox) <= compressAbove {
 		return st, nil
 	}
-	b, err := json.Marshal(st.Outbox)
-	if err != nil {
-		return st, err
-	}
-	st.OutboxS2, st.Outbox = s2.Encode(nil, b), nil
+	st.OutboxS2, st.Outbox = s2.Encode(nil, encodeOuts(st.Outbox)), nil
 	return st, nil
+}
+
+// outsFormat is the first byte of encodeOuts' output.
+const outsFormat = 1
+
+// encodeOuts writes outs as: the format byte, the count, then per out its
+// subject, message ID and payload, its header's key count, and per key
+// the key, its value count and the values; strings and counts as uvarint
+// lengths and uvarints.
+func encodeOuts(outs []Out) []byte {
+	b := []byte{outsFormat}
+	str := func(s string) { b = binary.AppendUvarint(b, uint64(len(s))); b = append(b, s...) }
+	b = binary.AppendUvarint(b, uint64(len(outs)))
+	for _, o := range outs {
+		str(o.Subject)
+		str(o.MsgID)
+		str(string(o.Data))
+		b = binary.AppendUvarint(b, uint64(len(o.Header)))
+		for _, k := range slices.Sorted(maps.Keys(o.Header)) {
+			str(k)
+			b = binary.AppendUvarint(b, uint64(len(o.Header[k])))
+			for _, v := range o.Header[k] {
+				str(v)
+			}
+		}
+	}
+	return b
+}
+
+var errOutsFormat = errors.New("outbox: malformed")
+
+// decodeOuts reads what encodeOuts wrote.
+func decodeOuts(b []byte) ([]Out, error) {
+	if len(b) == 0 || b[0] != outsFormat {
+		return nil, errOutsFormat
+	}
+	b = b[1:]
+	bad := false
+	num := func() uint64 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)) { // no count exceeds the bytes left
+			bad = true
+			return 0
+		}
+		b = b[k:]
+		return n
+	}
+	str := func() string {
+		n := num()
+		if bad || n > uint64(len(b)) {
+			bad = true
+			return ""
+		}
+		s := string(b[:n])
+		b = b[n:]
+		return s
+	}
+	outs := make([]Out, num())
+	for i := range outs {
+		o := &outs[i]
+		o.Subject, o.MsgID, o.Data = str(), str(), []byte(str())
+		if keys := num(); keys > 0 {
+			o.Header = make(nats.Header, keys)
+			for range keys {
+				k := str()
+				for range num() {
+					o.Header[k] = append(o.Header[k], str())
+				}
+			}
+		}
+		if bad {
+			return nil, errOutsFormat
+		}
+	}
+	if bad || len(b) != 0 {
+		return nil, errOutsFormat
+	}
+	return outs, nil
 }
 
 // unpack undoes pack.
@@ -54,7 +131,8 @@ func (st *State[D]) unpack() error {
 		return fmt.Errorf("outbox: %w", err)
 	}
 	st.OutboxS2 = nil
-	return json.Unmarshal(b, &st.Outbox)
+	st.Outbox, err = decodeOuts(b)
+	return err
 }
 
 // Cursor is an actor's progress through one input.
