@@ -35,10 +35,17 @@ const startTimeout = 15 * time.Second
 func (s *Supervisor) launch(name string) (*child, error) {
 	path := s.binPath(name)
 	cmd := exec.Command(path)
+	cmd.Env = os.Environ()
 	if os.Getenv("GOMAXPROCS") == "" {
 		// An actor is one loop: a single P leaves the cores to the server
 		// and the other actors instead of idle GC workers.
-		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
+	}
+	if os.Getenv("GOGC") == "" {
+		// An actor's live heap is a few MiB and it allocates per message:
+		// collecting at 3x the live heap instead of 2x cut the worker's GC
+		// CPU, with peak RSS still under 25 MiB (measured with make bench).
+		cmd.Env = append(cmd.Env, "GOGC=200")
 	}
 	// If the supervisor dies, even by SIGKILL, the kernel kills its actors.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
