@@ -35,8 +35,9 @@ func run(ctx context.Context, args []string) error {
 	binDir := fs.String("bin-dir", filepath.Dir(exe), "`dir` holding supervisor and the actor binaries")
 	n := fs.Uint64("values", 100000, "values in the throughput run")
 	batch := fs.Int("batch", 256, "batch size, for both")
-	kills := fs.Int("kills", 60, "SIGKILLs of the worker for the recovery figures")
+	kills := fs.Int("kills", 60, "SIGKILLs of the worker for the recovery figures (0: skip)")
 	growth := fs.String("growth", "10000,100000,1000000", "values for the growth runs (comma-separated; empty: skip)")
+	growthRounds := fs.Int("growth-rounds", 3, "rounds of the growth runs: the figures are the medians")
 	rounds := fs.Int("rounds", 5, "throughput rounds, each a baseline run then a pipeline run: the figures are the medians")
 	_ = fs.Parse(args)
 	tmp, err := os.MkdirTemp("", "robust-bench-")
@@ -47,8 +48,8 @@ func run(ctx context.Context, args []string) error {
 	dir := func(name string) string { return filepath.Join(tmp, name) }
 
 	fmt.Printf("== robust bench: %s, %d cores, %s, %s ==\n", cpuModel(), runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02"))
-	if *rounds < 1 {
-		return fmt.Errorf("--rounds %d: want at least 1", *rounds)
+	if *rounds < 1 || *growthRounds < 1 {
+		return fmt.Errorf("--rounds %d, --growth-rounds %d: want at least 1 each", *rounds, *growthRounds)
 	}
 	// The machine's speed drifts (a shared VM: the same baseline has ranged
 	// from 15k to 45k values/s here), so the two are measured in turns and
@@ -88,27 +89,43 @@ func run(ctx context.Context, args []string) error {
 		fmt.Printf("  %-12s %6.1f MiB%s\n", p, float64(pipe.PeakRSS[p])/(1<<20), note)
 	}
 
-	ds, err := bench.Recovery(ctx, *binDir, dir("recovery"), *kills)
-	if err != nil {
-		return fmt.Errorf("recovery: %w", err)
+	if *kills > 0 {
+		ds, err := bench.Recovery(ctx, *binDir, dir("recovery"), *kills)
+		if err != nil {
+			return fmt.Errorf("recovery: %w", err)
+		}
+		fmt.Printf("\nrecovery: SIGKILL of the worker to the first value processed by its replacement, %d kills\n", len(ds))
+		fmt.Printf("  min %s  p50 %s  p90 %s  p99 %s  max %s\n",
+			ms(bench.Percentile(ds, 0)), ms(bench.Percentile(ds, 50)), ms(bench.Percentile(ds, 90)), ms(bench.Percentile(ds, 99)), ms(bench.Percentile(ds, 100)))
 	}
-	fmt.Printf("\nrecovery: SIGKILL of the worker to the first value processed by its replacement, %d kills\n", len(ds))
-	fmt.Printf("  min %s  p50 %s  p90 %s  p99 %s  max %s\n",
-		ms(bench.Percentile(ds, 0)), ms(bench.Percentile(ds, 50)), ms(bench.Percentile(ds, 90)), ms(bench.Percentile(ds, 99)), ms(bench.Percentile(ds, 100)))
 
 	if *growth != "" {
-		fmt.Printf("\ngrowth: pipeline throughput as N grows\n")
-		for i, f := range strings.Split(*growth, ",") {
+		var sizes []uint64
+		for f := range strings.SplitSeq(*growth, ",") {
 			var v uint64
 			if _, err := fmt.Sscan(f, &v); err != nil {
 				return fmt.Errorf("--growth %q: %w", *growth, err)
 			}
-			r, err := bench.Pipeline(ctx, *binDir, dir(fmt.Sprintf("growth-%d", i)), v, *batch)
-			if err != nil {
-				return fmt.Errorf("growth %d: %w", v, err)
+			sizes = append(sizes, v)
+		}
+		fmt.Printf("\ngrowth: pipeline throughput as N grows, median of %d rounds (each round runs every N in turn)\n", *growthRounds)
+		rates := make([][]float64, len(sizes))
+		walls := make([][]float64, len(sizes))
+		rss := make([]uint64, len(sizes))
+		for r := range *growthRounds {
+			for i, v := range sizes {
+				run, err := bench.Pipeline(ctx, *binDir, dir(fmt.Sprintf("growth-%d-%d", r, i)), v, *batch)
+				if err != nil {
+					return fmt.Errorf("growth %d: %w", v, err)
+				}
+				rates[i] = append(rates[i], rate(run.Flowed, run.Flow))
+				walls[i] = append(walls[i], rate(v, run.Wall))
+				rss[i] = max(rss[i], run.PeakRSS["supervisor"])
 			}
-			fmt.Printf("  N=%-9d %9.0f values/s  (%s start to exit: %.0f values/s; supervisor peak RSS %.0f MiB)\n",
-				v, rate(r.Flowed, r.Flow), r.Flow.Round(time.Millisecond), rate(v, r.Wall), float64(r.PeakRSS["supervisor"])/(1<<20))
+		}
+		for i, v := range sizes {
+			fmt.Printf("  N=%-9d %9.0f values/s  (rounds %.0f to %.0f; start to exit %.0f values/s; supervisor peak RSS %.0f MiB)\n",
+				v, median(rates[i]), slices.Min(rates[i]), slices.Max(rates[i]), median(walls[i]), float64(rss[i])/(1<<20))
 		}
 	}
 	return nil
