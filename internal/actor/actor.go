@@ -66,6 +66,11 @@ type Processor[D any] interface {
 	// protocol.ErrForeign) dead-letters the message with the error as its
 	// reason. key is what the fault plan refers to, or NoKey.
 	Decode(in protocol.Input, m Msg) (key uint64, v any, err error)
+	// Fresh reports whether v is new to d: false for a republished copy,
+	// which Apply only counts. Faults fire on fresh messages only: a copy
+	// is no new work, and a copy of a poison value must not become a second
+	// dead letter.
+	Fresh(in protocol.Input, v any, d *D) bool
 	// Apply applies a decoded message to d and returns the outputs. It runs
 	// on a working copy of the state: nothing is kept unless the batch
 	// completes.

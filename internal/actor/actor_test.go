@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/robust/robust/internal/natstest"
@@ -227,4 +228,54 @@ func FuzzDecodeOuts(f *testing.F) {
 			t.Fatalf("re-encoding %d outs: %d, %v", len(outs), len(again), err)
 		}
 	})
+}
+
+// A message of somebody else's stored between reading the stream's last
+// sequence and a chained publish refuses the whole batch: no later value
+// may land ahead of an earlier one (the worker would skip the earlier as a
+// copy, and lose it).
+func TestChainRefusesAfterForeignPublish(t *testing.T) {
+	url := runJetStream(t)
+	ctx := context.Background()
+	c := openCore(t, url)
+	ack, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: protocol.SubjectNumbers, Data: []byte("99")}, jetstream.WithMsgID("n-99"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ack.Sequence // what the producer read
+	replay := &nats.Msg{Subject: protocol.SubjectNumbers, Data: []byte("33"), Header: nats.Header{}}
+	replay.Header.Set(protocol.HeaderReplay, "1")
+	if _, err := c.js.PublishMsg(ctx, replay, jetstream.WithMsgID(protocol.ReplayMsgID(1))); err != nil {
+		t.Fatal(err)
+	}
+	var outs []Out
+	for v := uint64(100); v < 104; v++ {
+		outs = append(outs, Out{Subject: protocol.SubjectNumbers, MsgID: protocol.NumberMsgID(v), Data: protocol.EncodeNumber(v)})
+	}
+	k, err := c.publish(ctx, outs, &last)
+	if k != 0 || !retryable(err) {
+		t.Fatalf("chained publish after a foreign one: %d stored, %v; want 0 and a retryable refusal", k, err)
+	}
+	st, err := c.js.Stream(ctx, protocol.StreamNumbers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("the stream holds %d messages, want the 2 before the refused batch", info.State.Msgs)
+	}
+	// Chained again on the stream's new last sequence, the batch lands whole, in order.
+	last = info.State.LastSeq
+	if k, err := c.publish(ctx, outs, &last); k != len(outs) || err != nil {
+		t.Fatalf("chained publish on the right sequence: %d stored, %v", k, err)
+	}
+	for i := range outs {
+		m, err := st.GetMsg(ctx, last+1+uint64(i))
+		if err != nil || string(m.Data) != string(outs[i].Data) {
+			t.Fatalf("seq %d: %v %q, want %q", last+1+uint64(i), err, m.Data, outs[i].Data)
+		}
+	}
 }

@@ -297,8 +297,10 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 				outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
 				continue
 			}
-			checkFault(&r.env, r.plan, faults.Before, Key(key))
-			keys = append(keys, key)
+			if r.p.Fresh(in, v, &work.Data) {
+				checkFault(&r.env, r.plan, faults.Before, Key(key))
+				keys = append(keys, key)
+			}
 			outs = append(outs, r.p.Apply(&r.env, in, v, &work.Data)...)
 		}
 	}

@@ -152,29 +152,38 @@ func (c *core[D]) status() (protocol.Status, error) {
 
 // publish stores outs in JetStream, asynchronously with message IDs, and
 // waits for every publish ack. It returns how many outs, from the first,
-// were stored, and the first error. With chain, the i-th out is stored only
-// if the stream's last sequence is *chain+i: outs land in order, one stream
-// only, and nothing after a refused out is stored.
+// were stored, and the first error.
+//
+// With chain, the outs land in order and next to each other, or not at all
+// from the first refused one on: the first is stored only if the stream's
+// last sequence is *chain, and each later one only if the stream's last
+// message is the out before it (its Nats-Msg-Id). Chaining every out on a
+// sequence would not do: a message of somebody else's (a replayed dead
+// letter, one published by hand) stored after the first out was refused
+// shifts the sequences by one, and the second out, expecting one more than
+// the first, would be stored ahead of it.
 func (c *core[D]) publish(ctx context.Context, outs []Out, chain *uint64) (int, error) {
 	return c.startPublish(outs, chain).wait(ctx)
 }
 
 // publishing is an asynchronous publish of outs under way.
 type publishing struct {
-	outs  []Out
-	futs  []jetstream.PubAckFuture
-	chain bool
-	err   error // from starting it
+	outs []Out
+	futs []jetstream.PubAckFuture
+	err  error // from starting it
 }
 
 // startPublish sends outs without waiting for their acks (see publish).
 func (c *core[D]) startPublish(outs []Out, chain *uint64) *publishing {
-	p := &publishing{outs: outs, futs: make([]jetstream.PubAckFuture, 0, len(outs)), chain: chain != nil}
+	p := &publishing{outs: outs, futs: make([]jetstream.PubAckFuture, 0, len(outs))}
 	for i, o := range outs {
 		m := &nats.Msg{Subject: o.Subject, Data: o.Data, Header: o.Header}
 		opts := []jetstream.PublishOpt{jetstream.WithMsgID(o.MsgID)}
-		if chain != nil {
-			opts = append(opts, jetstream.WithExpectLastSequence(*chain+uint64(i)))
+		switch {
+		case chain != nil && i == 0:
+			opts = append(opts, jetstream.WithExpectLastSequence(*chain))
+		case chain != nil:
+			opts = append(opts, jetstream.WithExpectLastMsgID(outs[i-1].MsgID))
 		}
 		f, err := c.js.PublishMsgAsync(m, opts...)
 		if err != nil {
@@ -187,18 +196,12 @@ func (c *core[D]) startPublish(outs []Out, chain *uint64) *publishing {
 }
 
 // wait waits for every publish ack. It returns how many outs, from the
-// first, were stored, and the first error.
+// first, were stored (a duplicate was stored before), and the first error.
 func (p *publishing) wait(ctx context.Context) (int, error) {
 	futs := p.futs
 	for i, f := range futs {
 		select {
-		case ack := <-f.Ok():
-			if p.chain && ack.Duplicate {
-				// Stored before: the stream's sequence did not move, so the
-				// next out's expectation fails. Count this one; retry the rest.
-				waitAll(ctx, futs[i+1:])
-				return i + 1, errDuplicateInChain
-			}
+		case <-f.Ok():
 		case e := <-f.Err():
 			waitAll(ctx, futs[i+1:]) // no publish may still be in flight
 			return i, fmt.Errorf("publish %s: %w", p.outs[i].Subject, e)
@@ -223,9 +226,6 @@ func waitAll(ctx context.Context, futs []jetstream.PubAckFuture) {
 		}
 	}
 }
-
-// errDuplicateInChain: a chained publish found its message already stored.
-var errDuplicateInChain = errors.New("message already stored")
 
 // save persists st (compare-and-set) and makes it the current state.
 func (c *core[D]) save(ctx context.Context, st State[D]) error {
@@ -266,14 +266,21 @@ func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, de
 	return Out{Subject: protocol.DLQSubject(actor), MsgID: protocol.DLQMsgID(in.Stream, seq), Data: m.Data(), Header: h}
 }
 
+// errCodeWrongLastMsgID: the stream's last message is not the one expected
+// (Nats-Expected-Last-Msg-Id).
+const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
+
 // retryable reports a publish refusal that a producer retries: a full
-// stream, a chain broken by somebody else's publish, or a duplicate.
+// stream, or a chain broken by somebody else's publish.
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.ErrorCode == natsx.ErrCodeStreamFull || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+		switch apiErr.ErrorCode {
+		case natsx.ErrCodeStreamFull, jetstream.JSErrCodeStreamWrongLastSequence, errCodeWrongLastMsgID:
+			return true
+		}
 	}
-	return errors.Is(err, errDuplicateInChain)
+	return false
 }
 
 // sleep waits for d or until ctx is done.

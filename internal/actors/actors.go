@@ -154,7 +154,20 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 	return n, number{n: n, seq: m.Seq, replay: replay}, err
 }
 
-func (Worker) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.WorkerState) []actor.Out {
+// Fresh: a number not yet taken (by value, or a replay by its ID). Beats
+// carry no fault key: they are always fresh.
+func (Worker) Fresh(in protocol.Input, v any, d *protocol.WorkerState) bool {
+	if in == protocol.WorkerBeats {
+		return true
+	}
+	num := v.(number)
+	if num.replay != 0 {
+		return !d.Replayed.Has(num.replay)
+	}
+	return num.n >= d.NextValue
+}
+
+func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.WorkerState) []actor.Out {
 	if in == protocol.WorkerBeats {
 		b := v.(protocol.Beat)
 		last := b.Beat + b.Beats() - 1
@@ -173,20 +186,16 @@ func (Worker) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.Worker
 		return nil
 	}
 	num := v.(number)
-	switch {
-	case num.replay != 0:
-		// A dead letter put back: below the value mark, taken once by its ID.
-		if !d.Replayed.Add(num.replay) {
-			d.Duplicates++
-			env.Log.Warn("replay taken before; skipped", "value", num.n, "dead_letter", num.replay)
-			return nil
-		}
-		env.Log.Info("replayed dead letter taken", "value", num.n, "dead_letter", num.replay)
-	case num.n < d.NextValue:
+	if !w.Fresh(in, v, d) {
 		d.Duplicates++
-		env.Log.Warn("republished number skipped", "value", num.n, "next", d.NextValue)
+		env.Log.Warn("republished number skipped", "value", num.n, "next", d.NextValue, "replay_of", num.replay)
 		return nil
-	default:
+	}
+	if num.replay != 0 {
+		// A dead letter put back: below the value mark, taken once by its ID.
+		d.Replayed.Add(num.replay)
+		env.Log.Info("replayed dead letter taken", "value", num.n, "dead_letter", num.replay)
+	} else {
 		d.NextValue = num.n + 1
 	}
 	d.Credits--
@@ -269,25 +278,30 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 	return r.Value, result{r: r, source: src}, nil
 }
 
+// Fresh: a result not yet logged (by source, or a replay by its ID).
+func (Logger) Fresh(_ protocol.Input, v any, d *protocol.LoggerState) bool {
+	res := v.(result)
+	if res.replay != 0 {
+		return !d.Replayed.Has(res.replay)
+	}
+	return res.source > d.LastSource
+}
+
 // Apply logs "Fizz (fizz total: 12)": at info when paced, at debug when
 // unpaced (a line per value would cost more than the value).
-func (Logger) Apply(env *actor.Env, _ protocol.Input, v any, d *protocol.LoggerState) []actor.Out {
+func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.LoggerState) []actor.Out {
 	res := v.(result)
 	r := res.r
-	switch {
-	case res.replay != 0:
-		// A dead letter put back: below the source mark, taken once by its ID.
-		if !d.Replayed.Add(res.replay) {
-			d.Duplicates++
-			env.Log.Warn("replay taken before; skipped", "value", r.Value, "dead_letter", res.replay)
-			return nil
-		}
-		env.Log.Info("replayed dead letter taken", "value", r.Value, "dead_letter", res.replay)
-	case res.source <= d.LastSource:
+	if !l.Fresh(in, v, d) {
 		d.Duplicates++
-		env.Log.Warn("republished result skipped", "value", r.Value, "source", res.source)
+		env.Log.Warn("republished result skipped", "value", r.Value, "source", res.source, "replay_of", res.replay)
 		return nil
-	default:
+	}
+	if res.replay != 0 {
+		// A dead letter put back: below the source mark, taken once by its ID.
+		d.Replayed.Add(res.replay)
+		env.Log.Info("replayed dead letter taken", "value", r.Value, "dead_letter", res.replay)
+	} else {
 		d.LastSource = res.source
 	}
 	total := d.Tally.Add(r.Value)

@@ -332,3 +332,27 @@ func TestDeadLetterIsNotTakenLater(t *testing.T) {
 		t.Fatalf("run 2: logged %d, dead letters %d; want 19 (0…19 but 9) and 1", s.Logged, len(s.DeadLettered))
 	}
 }
+
+// A copy of a poison value (a producer's late republish; here published by
+// hand with the generator's ID after the server restarted and forgot it)
+// is skipped as a copy: faults do not fire on copies, so the value is not
+// dead-lettered a second time.
+func TestCopyOfPoisonIsSkipped(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := start(t, dir, "--rate", "20", "--beats", "10", "--queue", "5", "--faults", "worker:5")
+	if s := p.finish(0, time.Minute); len(s.DeadLettered) != 1 {
+		t.Fatalf("run 1: dead letters %+v, want 5", s.DeadLettered)
+	}
+	q := start(t, dir, "--rate", "20", "--beats", "10", "--queue", "5", "--faults", "worker:5")
+	_, js := q.connect()
+	m := &nats.Msg{Subject: protocol.SubjectNumbers, Data: []byte("5"), Header: nats.Header{}}
+	m.Header.Set(protocol.HeaderMsgID, protocol.NumberMsgID(5))
+	if ack, err := js.PublishMsg(t.Context(), m); err != nil || ack.Duplicate {
+		t.Fatalf("publishing a copy of 5: %+v, %v", ack, err)
+	}
+	s := q.finish(0, time.Minute)
+	if len(s.DeadLettered) != 1 || s.Duplicates[protocol.Worker] < 1 {
+		t.Fatalf("run 2: dead letters %+v, worker skipped %d copies; want 5 dead once and the copy skipped", s.DeadLettered, s.Duplicates[protocol.Worker])
+	}
+}

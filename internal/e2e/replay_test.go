@@ -82,8 +82,9 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("second run: replayed %+v, want 2", s.Replayed)
 	}
 
-	// Replay 33 again, now that nothing fails.
-	third := start(t, dir, "--rate", "5", "--beats", "0", "--queue", "20", "--faults", "none", "--http", addr)
+	// Replay 33 again, now that nothing fails, into a pipeline running
+	// unpaced: the replay lands amid the generator's chained batches.
+	third := start(t, dir, "--rate", "0", "--beats", "0", "--faults", "none", "--http", addr)
 	waitFor(t, 20*time.Second, "/healthz", func() bool { code, _ := get(t, base+"/healthz"); return code == 200 })
 	if code, out := control(t, addr, "dlq", "replay", fmt.Sprint(again)); code != 0 || !strings.Contains(out, "1 replayed, 0 skipped") {
 		t.Fatalf("dlq replay %d: exit %d:\n%s", again, code, out)

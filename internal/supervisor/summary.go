@@ -50,6 +50,8 @@ const (
 // beat is not replayed, the heartbeat sends new ones).
 func (d DeadLetter) Replayable() string {
 	switch {
+	case d.Seq == 0:
+		return "it is committed by its actor and not yet published to the DLQ: try again in a moment"
 	case d.Status == StatusReplayQueued:
 		return "it was replayed already, and the replay is queued"
 	case strings.HasPrefix(d.Status, StatusReplayed+", dead again as "):
@@ -98,27 +100,15 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	wk, err := actor.LoadState[protocol.WorkerState](ctx, s.kv, protocol.Worker)
-	if err != nil {
-		return nil, err
-	}
-	lg, err := actor.LoadState[protocol.LoggerState](ctx, s.kv, protocol.Logger)
-	if err != nil {
-		return nil, err
-	}
 	sup, err := s.loadSup(ctx)
 	if err != nil {
 		return nil, err
 	}
-	dlq, err := readDLQ(ctx, s.js)
+	led, err := s.ledger(ctx)
 	if err != nil {
 		return nil, err
 	}
-	led, queued, err := s.ledgerOf(ctx, wk, lg, dlq)
-	if err != nil {
-		return nil, err
-	}
-	dlq = led.standing
+	dlq, queued, wk, lg := led.standing, led.queued, led.wk, led.lg
 	// The generator may have died after publishing values and before saving
 	// its position: those values exist (it republishes the same ones, which
 	// are then dropped or skipped). Generated is what the evidence shows.
@@ -162,27 +152,20 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 	return sum, nil
 }
 
-// ledger sorts the dead letters: those that stand, and those replayed.
+// ledger is what the streams and the consumers' states say of every value
+// not yet logged: the dead letters that stand and those replayed, and the
+// values still queued.
 type ledger struct {
 	standing []DeadLetter
 	replayed []DeadLetter
+	queued   []uint64
+	wk       actor.State[protocol.WorkerState]
+	lg       actor.State[protocol.LoggerState]
 }
 
 // deadLetters reads the DLQ and what became of replayed dead letters.
 func (s *Supervisor) deadLetters(ctx context.Context) ([]DeadLetter, error) {
-	wk, err := actor.LoadState[protocol.WorkerState](ctx, s.kv, protocol.Worker)
-	if err != nil {
-		return nil, err
-	}
-	lg, err := actor.LoadState[protocol.LoggerState](ctx, s.kv, protocol.Logger)
-	if err != nil {
-		return nil, err
-	}
-	dlq, err := readDLQ(ctx, s.js)
-	if err != nil {
-		return nil, err
-	}
-	l, _, err := s.ledgerOf(ctx, wk, lg, dlq)
+	l, err := s.ledger(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -191,12 +174,40 @@ func (s *Supervisor) deadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return all, nil
 }
 
-// ledgerOf reads the streams behind the worker's and logger's positions:
-// the values still queued (numbers the worker will take, results committed
-// or published and not yet logged, replays waiting), and what became of
-// every dead letter in dlq (the DLQ stream's; the committed, unpublished
-// ones are added here).
-func (s *Supervisor) ledgerOf(ctx context.Context, wk actor.State[protocol.WorkerState], lg actor.State[protocol.LoggerState], dlq []DeadLetter) (ledger, []uint64, error) {
+// queuedMsg is a message waiting in NUMBERS or RESULTS, as far as the
+// ledger cares.
+type queuedMsg struct {
+	seq     uint64
+	subject string
+	header  nats.Header
+	data    []byte
+}
+
+// ledger reads the DLQ, then NUMBERS and RESULTS, then the worker's and
+// logger's states: in that order, a replay or a value the consumers take
+// while it reads shows as taken, never as nowhere.
+func (s *Supervisor) ledger(ctx context.Context) (ledger, error) {
+	var l ledger
+	dlq, err := readDLQ(ctx, s.js)
+	if err != nil {
+		return l, err
+	}
+	var numbers, results []queuedMsg
+	for name, into := range map[string]*[]queuedMsg{protocol.StreamNumbers: &numbers, protocol.StreamResults: &results} {
+		err := eachMsg(ctx, s.js, name, 1, func(m *jetstream.RawStreamMsg) {
+			*into = append(*into, queuedMsg{m.Sequence, m.Subject, m.Header, m.Data})
+		})
+		if err != nil {
+			return l, err
+		}
+	}
+	if l.wk, err = actor.LoadState[protocol.WorkerState](ctx, s.kv, protocol.Worker); err != nil {
+		return l, err
+	}
+	if l.lg, err = actor.LoadState[protocol.LoggerState](ctx, s.kv, protocol.Logger); err != nil {
+		return l, err
+	}
+	wk, lg := l.wk, l.lg
 	applied := func(st map[string]*actor.Cursor, in protocol.Input) uint64 {
 		if c := st[in.Consumer]; c != nil {
 			return c.Applied
@@ -206,7 +217,6 @@ func (s *Supervisor) ledgerOf(ctx context.Context, wk actor.State[protocol.Worke
 	// Queued: the pipeline's own messages that their consumer will still
 	// take (republished copies at or below its marks it will skip), and
 	// results committed by the worker but not yet published.
-	var queued []uint64
 	replaying := map[uint64]bool{} // dead letters whose replay waits in a stream
 	waiting := func(h nats.Header, taken protocol.Seqs, value uint64) bool {
 		d, ok, err := protocol.ParseReplay(h)
@@ -214,34 +224,31 @@ func (s *Supervisor) ledgerOf(ctx context.Context, wk actor.State[protocol.Worke
 			return false
 		}
 		replaying[d] = true
-		queued = append(queued, value)
+		l.queued = append(l.queued, value)
 		return true
 	}
-	err := eachMsg(ctx, s.js, protocol.StreamNumbers, applied(wk.Cursors, protocol.WorkerNumbers)+1, func(m *jetstream.RawStreamMsg) {
-		n, err := protocol.DecodeNumber(m.Data)
-		if err != nil || waiting(m.Header, wk.Data.Replayed, n) {
-			return
+	for _, m := range numbers {
+		n, err := protocol.DecodeNumber(m.data)
+		if m.seq <= applied(wk.Cursors, protocol.WorkerNumbers) || err != nil || waiting(m.header, wk.Data.Replayed, n) {
+			continue
 		}
-		if m.Header.Get(protocol.HeaderMsgID) == protocol.NumberMsgID(n) && n >= wk.Data.NextValue {
-			queued = append(queued, n)
+		if m.header.Get(protocol.HeaderMsgID) == protocol.NumberMsgID(n) && n >= wk.Data.NextValue {
+			l.queued = append(l.queued, n)
 		}
-	})
-	if err != nil {
-		return ledger{}, nil, err
 	}
 	pendingResult := func(subject string, h nats.Header, data []byte) {
 		if v, ok := unloggedResult(subject, h, data, lg.Data.LastSource); ok {
-			queued = append(queued, v)
+			l.queued = append(l.queued, v)
 		}
 	}
-	err = eachMsg(ctx, s.js, protocol.StreamResults, applied(lg.Cursors, protocol.LoggerResults)+1, func(m *jetstream.RawStreamMsg) {
-		if r, err := protocol.DecodeResult(m.Data); err == nil && waiting(m.Header, lg.Data.Replayed, r.Value) {
-			return
+	for _, m := range results {
+		if m.seq <= applied(lg.Cursors, protocol.LoggerResults) {
+			continue
 		}
-		pendingResult(m.Subject, m.Header, m.Data)
-	})
-	if err != nil {
-		return ledger{}, nil, err
+		if r, err := protocol.DecodeResult(m.data); err == nil && waiting(m.header, lg.Data.Replayed, r.Value) {
+			continue
+		}
+		pendingResult(m.subject, m.header, m.data)
 	}
 	for _, o := range wk.Outbox {
 		pendingResult(o.Subject, o.Header, o.Data)
@@ -260,7 +267,9 @@ func (s *Supervisor) ledgerOf(ctx context.Context, wk actor.State[protocol.Worke
 	for _, q := range append(slices.Clone(wk.Data.Replayed), lg.Data.Replayed...) {
 		taken[q] = true
 	}
-	return sortDeadLetters(dlq, taken, replaying), queued, nil
+	sorted := sortDeadLetters(dlq, taken, replaying)
+	l.standing, l.replayed = sorted.standing, sorted.replayed
+	return l, nil
 }
 
 // sortDeadLetters sets each dead letter's status: replayed (its ID is in
@@ -268,6 +277,8 @@ func (s *Supervisor) ledgerOf(ctx context.Context, wk actor.State[protocol.Worke
 // replaying), or dead. A replay that was dead-lettered again is a new dead
 // letter; the one it replayed counts no more.
 func sortDeadLetters(dlq []DeadLetter, taken, replaying map[uint64]bool) ledger {
+	// (A dead letter whose replay is dead again was taken, whatever the
+	// state said when it was read.)
 	again := map[uint64]uint64{}
 	for _, d := range dlq {
 		if d.Replay != 0 && d.Seq != 0 {
@@ -277,7 +288,7 @@ func sortDeadLetters(dlq []DeadLetter, taken, replaying map[uint64]bool) ledger 
 	var l ledger
 	for _, d := range dlq {
 		switch {
-		case d.Seq != 0 && taken[d.Seq] && again[d.Seq] != 0:
+		case d.Seq != 0 && again[d.Seq] != 0:
 			d.Status = fmt.Sprintf("%s, dead again as %d", StatusReplayed, again[d.Seq])
 		case d.Seq != 0 && taken[d.Seq]:
 			d.Status = StatusReplayed
@@ -382,7 +393,8 @@ func deadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
 	d.OrigSeq, _ = strconv.ParseUint(h.Get(protocol.HeaderOrigSequence), 10, 64)
 	d.Deliveries, _ = strconv.Atoi(h.Get(protocol.HeaderDeliveries))
 	id := h.Get(protocol.HeaderOrigMsgID)
-	if r, err := strconv.ParseUint(h.Get(protocol.HeaderReplay), 10, 64); err == nil && r != 0 && id == protocol.ReplayMsgID(r) {
+	replayed := nats.Header{protocol.HeaderMsgID: {id}, protocol.HeaderReplay: h[protocol.HeaderReplay]}
+	if r, ok, err := protocol.ParseReplay(replayed); ok && err == nil {
 		// A replay dead-lettered again: its ID is the replay's.
 		d.Replay = r
 		id = ""
