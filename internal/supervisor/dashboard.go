@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,14 +12,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/robust/robust/internal/api/dashboard"
 	"github.com/robust/robust/pkg/protocol"
 )
 
 // The live dashboard: GET / serves one page, which draws the pipeline from
 // the snapshots GET /events streams to it.
 
-//go:embed dashboard/index.html
-var dashboardPage []byte
 
 const (
 	// snapshotEvery is how often GET /events sends a snapshot: a kill shows
@@ -152,7 +150,7 @@ func (s *Supervisor) handleDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
-		_, _ = w.Write(dashboardPage)
+		_, _ = w.Write(dashboard.Page)
 	})
 	mux.HandleFunc("GET /events", s.serveEvents)
 }
