@@ -19,7 +19,6 @@ import (
 // The live dashboard: GET / serves one page, which draws the pipeline from
 // the snapshots GET /events streams to it.
 
-
 const (
 	// snapshotEvery is how often GET /events sends a snapshot: a kill shows
 	// on the page well within a second.
