@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -35,13 +34,9 @@ import (
 // fetch the results and ack, save. The server is embedded in this process,
 // with the pipeline's stream configuration, on file storage in dir.
 func Baseline(ctx context.Context, dir string, n uint64, batch int) (time.Duration, error) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+	ns, err := natsx.RunServer(natsx.ServerConfig{StoreDir: dir})
 	if err != nil {
 		return 0, err
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		return 0, errors.New("embedded server did not start")
 	}
 	defer func() {
 		ns.Shutdown()

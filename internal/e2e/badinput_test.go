@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,7 @@ func TestBadInput(t *testing.T) {
 		{"missing binaries", append(common, "--bin-dir", t.TempDir()), 1, "not found: run `make build`, or pass --bin-dir"},
 		{"port in use", []string{"--data-dir", dir, "--bin-dir", binDir, "--nats-listen", busy.Addr().String()}, 1, "is in use"},
 		{"unwritable data dir", []string{"--data-dir", "/proc/robust", "--bin-dir", binDir}, 1, "cannot be created"},
+		{"jetstream is a file", []string{"--data-dir", fileStore(t), "--bin-dir", binDir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, 1, "jetstream is a file, not a directory"},
 		{"data dir in use", []string{"--data-dir", locked, "--bin-dir", binDir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, 1, "data dir in use by another supervisor"},
 	}
 	for _, tt := range tests {
@@ -138,4 +140,14 @@ func TestExternalServer(t *testing.T) {
 			t.Errorf("stream %s on the external server: %v", name, err)
 		}
 	}
+}
+
+// fileStore is a data dir whose jetstream is a file, not a directory.
+func fileStore(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "jetstream"), []byte("not a dir"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

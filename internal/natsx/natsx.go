@@ -172,18 +172,20 @@ func ResetConsumer(ctx context.Context, js jetstream.JetStream, t Topology, in p
 }
 
 // Connect dials url with the pipeline's connection settings. name shows in
-// the server's connection list.
-func Connect(url, name string) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url,
-		nats.Name("robust-"+name),
-		nats.Timeout(2*time.Second),
+// the server's connection list. opts come after the pipeline's own and may
+// override them: credentials (nats.UserCredentials, nats.UserInfo), TLS
+// (nats.RootCAs, nats.ClientCert) and the like enter here, in one place.
+func Connect(url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url, append([]nats.Option{
+		nats.Name("robust-" + name),
+		nats.Timeout(2 * time.Second),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond),
+		nats.ReconnectWait(100 * time.Millisecond),
 		// No reconnect buffer: a publish made while reconnecting fails at
 		// once instead of landing after later ones; the actor restarts and
 		// publishes its outbox again, in order.
 		nats.ReconnectBufSize(-1),
-	)
+	}, opts...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}

@@ -2,11 +2,9 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -75,14 +73,3 @@ func (p *pluginLogger) StandardLogger(*hclog.StandardLoggerOptions) *log.Logger 
 func (p *pluginLogger) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
 	return p.StandardLogger(nil).Writer()
 }
-
-// natsLogger adapts the embedded server's logger to slog. Its notices go to
-// debug: an operator wants the pipeline's story, not the server's banner.
-type natsLogger struct{ l *slog.Logger }
-
-func (n natsLogger) Noticef(f string, v ...any) { n.l.Debug(strings.TrimSpace(fmt.Sprintf(f, v...))) }
-func (n natsLogger) Warnf(f string, v ...any)   { n.l.Warn(fmt.Sprintf(f, v...)) }
-func (n natsLogger) Fatalf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
-func (n natsLogger) Errorf(f string, v ...any)  { n.l.Error(fmt.Sprintf(f, v...)) }
-func (n natsLogger) Debugf(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
-func (n natsLogger) Tracef(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }

@@ -126,7 +126,7 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 			return nil, err
 		}
 		defer lock.Close()
-		ns, err := startServer(s.cfg.NATSListen, s.cfg.DataDir, s.cfg.Log.With("actor", "nats"))
+		ns, err := natsx.RunServer(natsx.ServerConfig{Listen: s.cfg.NATSListen, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream"), Log: s.cfg.Log.With("actor", "nats")})
 		if err != nil {
 			return nil, err
 		}

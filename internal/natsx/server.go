@@ -1,0 +1,163 @@
+package natsx
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ServerConfig is an embedded NATS server with JetStream on file storage.
+// Zero fields get defaults:
+//
+//	Listen:     127.0.0.1:-1 (a random port)
+//	Name:       robust
+//	Log:        none
+//	ReadyWithin 10s
+type ServerConfig struct {
+	Listen      string // host:port; port -1 picks a free one
+	StoreDir    string // JetStream's files; required
+	Name        string // the server's name
+	Log         *slog.Logger
+	ReadyWithin time.Duration
+}
+
+// Server errors.
+var (
+	// ErrPortInUse: the listen address is taken.
+	ErrPortInUse = errors.New("port in use")
+	// ErrStoreDir: JetStream's store directory cannot be used.
+	ErrStoreDir = errors.New("JetStream store directory unusable")
+)
+
+// RunServer starts an embedded server and waits until it takes connections.
+// The supervisor, the tests and the bench all start theirs with it. The
+// server owns no signals (the process does); stop it with Shutdown and
+// WaitForShutdown.
+func RunServer(c ServerConfig) (*server.Server, error) {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:-1"
+	}
+	if c.Name == "" {
+		c.Name = "robust"
+	}
+	if c.ReadyWithin <= 0 {
+		c.ReadyWithin = 10 * time.Second
+	}
+	host, portStr, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", c.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: port must be a number", c.Listen)
+	}
+	if err := checkStoreDir(c.StoreDir); err != nil {
+		return nil, err
+	}
+	if port != -1 {
+		l, err := net.Listen("tcp", c.Listen)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("NATS port %s is in use (another supervisor or nats-server?): stop it or pass --nats-listen with a free port: %w", c.Listen, ErrPortInUse)
+			}
+			return nil, fmt.Errorf("NATS cannot listen on %s: %w", c.Listen, err)
+		}
+		l.Close()
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: c.Name,
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   c.StoreDir,
+		NoSigs:     true, // the process owns signals
+		NoLog:      c.Log == nil,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	log := &serverLog{l: c.Log}
+	if log.l == nil {
+		log.l = slog.New(slog.DiscardHandler)
+	}
+	ns.SetLoggerV2(log, false, false, false)
+	go ns.Start()
+	if !ns.ReadyForConnections(c.ReadyWithin) {
+		ns.Shutdown()
+		if why := log.lastError(); why != "" {
+			return nil, fmt.Errorf("embedded NATS server did not start: %s", why)
+		}
+		return nil, fmt.Errorf("embedded NATS server did not start on %s within %s", c.Listen, c.ReadyWithin)
+	}
+	if !ns.JetStreamEnabled() {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server started without JetStream: %s", log.lastError())
+	}
+	return ns, nil
+}
+
+// checkStoreDir fails early, saying why, where JetStream would fail with a
+// log line only.
+func checkStoreDir(dir string) error {
+	if dir == "" {
+		return fmt.Errorf("%w: no directory given", ErrStoreDir)
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("%w: %v", ErrStoreDir, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: %v", ErrStoreDir, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: %s is a file, not a directory (move it away, or pass another --data-dir)", ErrStoreDir, dir)
+	}
+	probe := filepath.Join(dir, ".robust-write-test")
+	f, err := os.Create(probe)
+	if err != nil {
+		return fmt.Errorf("%w: %s is not writable: %v", ErrStoreDir, dir, err)
+	}
+	f.Close()
+	return os.Remove(probe)
+}
+
+// serverLog adapts the embedded server's logger to slog and keeps its last
+// error, to say why it did not start. Notices go to debug: an operator
+// wants the pipeline's story, not the server's banner.
+type serverLog struct {
+	l    *slog.Logger
+	mu   sync.Mutex
+	last string
+}
+
+func (n *serverLog) keep(s string) string {
+	n.mu.Lock()
+	n.last = s
+	n.mu.Unlock()
+	return s
+}
+
+func (n *serverLog) lastError() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.last
+}
+
+func (n *serverLog) Noticef(f string, v ...any) { n.l.Debug(strings.TrimSpace(fmt.Sprintf(f, v...))) }
+func (n *serverLog) Warnf(f string, v ...any)   { n.l.Warn(fmt.Sprintf(f, v...)) }
+func (n *serverLog) Fatalf(f string, v ...any)  { n.l.Error(n.keep(fmt.Sprintf(f, v...))) }
+func (n *serverLog) Errorf(f string, v ...any)  { n.l.Error(n.keep(fmt.Sprintf(f, v...))) }
+func (n *serverLog) Debugf(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n *serverLog) Tracef(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
