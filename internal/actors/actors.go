@@ -18,20 +18,20 @@ import (
 // Generator publishes 0, 1, 2, … as fast as the bounded numbers stream takes them.
 type Generator struct{}
 
-var _ actor.Producer[protocol.GeneratorState] = Generator{}
+var _ actor.Producer[GeneratorState] = Generator{}
 
-func (Generator) Stream() string                                          { return protocol.StreamNumbers }
-func (Generator) Resume(*actor.Env, *protocol.GeneratorState)             {}
-func (Generator) Period(*actor.Env) time.Duration                         { return 0 }
-func (Generator) PerMessage(*actor.Env) int                               { return 1 }
-func (Generator) Advance(_ *actor.Env, d *protocol.GeneratorState, k int) { d.Next += uint64(k) }
-func (Generator) Done(*actor.Env, *protocol.GeneratorState) bool          { return false }
-func (Generator) Counters(d *protocol.GeneratorState) map[string]uint64 {
+func (Generator) Stream() string                                 { return protocol.StreamNumbers }
+func (Generator) Resume(*actor.Env, *GeneratorState)             {}
+func (Generator) Period(*actor.Env) time.Duration                { return 0 }
+func (Generator) PerMessage(*actor.Env) int                      { return 1 }
+func (Generator) Advance(_ *actor.Env, d *GeneratorState, k int) { d.Next += uint64(k) }
+func (Generator) Done(*actor.Env, *GeneratorState) bool          { return false }
+func (Generator) Counters(d *GeneratorState) map[string]uint64 {
 	return map[string]uint64{"generated": d.Next}
 }
 
 // Next is value d.Next+i; its fault key is the send number (1-based).
-func (Generator) Next(_ *actor.Env, d *protocol.GeneratorState, i int) (actor.Keys, actor.Out, bool) {
+func (Generator) Next(_ *actor.Env, d *GeneratorState, i int) (actor.Keys, actor.Out, bool) {
 	v := d.Next + uint64(i)
 	return actor.Key(v + 1), actor.Out{Subject: protocol.SubjectNumbers, MsgID: protocol.NumberMsgID(v), Data: protocol.EncodeNumber(v)}, true
 }
@@ -40,11 +40,11 @@ func (Generator) Next(_ *actor.Env, d *protocol.GeneratorState, i int) (actor.Ke
 // fast as the worker spends them, --batch beats to a message.
 type Heartbeat struct{}
 
-var _ actor.Producer[protocol.HeartbeatState] = Heartbeat{}
+var _ actor.Producer[HeartbeatState] = Heartbeat{}
 
 func (Heartbeat) Stream() string                      { return protocol.StreamBeats }
 func (Heartbeat) Period(env *actor.Env) time.Duration { return env.Config.Rate }
-func (Heartbeat) Counters(d *protocol.HeartbeatState) map[string]uint64 {
+func (Heartbeat) Counters(d *HeartbeatState) map[string]uint64 {
 	return map[string]uint64{"beats": d.Beats, "beats_total": d.Total}
 }
 
@@ -57,14 +57,14 @@ func (Heartbeat) PerMessage(env *actor.Env) int {
 }
 
 // Resume starts counting afresh when the supervisor begins a new run.
-func (Heartbeat) Resume(env *actor.Env, d *protocol.HeartbeatState) {
+func (Heartbeat) Resume(env *actor.Env, d *HeartbeatState) {
 	if d.Run != env.Config.Run {
 		d.Run, d.Beats = env.Config.Run, 0
 	}
 }
 
 // span is the first beat and the beat count of the i-th message from d.
-func (h Heartbeat) span(env *actor.Env, d *protocol.HeartbeatState, i int) (first, count uint64) {
+func (h Heartbeat) span(env *actor.Env, d *HeartbeatState, i int) (first, count uint64) {
 	per := uint64(h.PerMessage(env))
 	first = d.Beats + uint64(i)*per + 1
 	count = per
@@ -77,7 +77,7 @@ func (h Heartbeat) span(env *actor.Env, d *protocol.HeartbeatState, i int) (firs
 	return first, count
 }
 
-func (h Heartbeat) Advance(env *actor.Env, d *protocol.HeartbeatState, k int) {
+func (h Heartbeat) Advance(env *actor.Env, d *HeartbeatState, k int) {
 	var n uint64
 	for i := range k {
 		_, c := h.span(env, d, i)
@@ -87,12 +87,12 @@ func (h Heartbeat) Advance(env *actor.Env, d *protocol.HeartbeatState, k int) {
 	d.Total += n
 }
 
-func (Heartbeat) Done(env *actor.Env, d *protocol.HeartbeatState) bool {
+func (Heartbeat) Done(env *actor.Env, d *HeartbeatState) bool {
 	return env.Config.Beats > 0 && d.Beats >= env.Config.Beats
 }
 
 // Next is the i-th message of beats; its fault keys are its beat numbers.
-func (h Heartbeat) Next(env *actor.Env, d *protocol.HeartbeatState, i int) (actor.Keys, actor.Out, bool) {
+func (h Heartbeat) Next(env *actor.Env, d *HeartbeatState, i int) (actor.Keys, actor.Out, bool) {
 	first, count := h.span(env, d, i)
 	if count == 0 {
 		return actor.Keys{}, actor.Out{}, false
@@ -108,20 +108,20 @@ func (h Heartbeat) Next(env *actor.Env, d *protocol.HeartbeatState, i int) (acto
 // Worker turns one number into its FizzBuzz result for every beat.
 type Worker struct{}
 
-var _ actor.Processor[protocol.WorkerState] = Worker{}
+var _ actor.Processor[WorkerState] = Worker{}
 
 func (Worker) Inputs() []protocol.Input {
 	return []protocol.Input{protocol.WorkerBeats, protocol.WorkerNumbers}
 }
 
-func (Worker) Counters(d *protocol.WorkerState) map[string]uint64 {
+func (Worker) Counters(d *WorkerState) map[string]uint64 {
 	return map[string]uint64{"credits": d.Credits, "beats": d.Beats, "processed": d.Processed, "dead_lettered": d.DeadLettered, "duplicates": d.Duplicates}
 }
 
 // Limit: numbers only as many as beats allow; beats only while fewer than
 // a batch of them are banked, so that the heartbeat's bounded stream, not
 // the worker's state, holds the run's lead.
-func (Worker) Limit(in protocol.Input, d *protocol.WorkerState) int {
+func (Worker) Limit(in protocol.Input, d *WorkerState) int {
 	const bank = 256
 	if in == protocol.WorkerBeats {
 		return int(bank - min(d.Credits, bank))
@@ -156,7 +156,7 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 
 // Fresh: a number not yet taken (by value, or a replay by its ID). Beats
 // carry no fault key: they are always fresh.
-func (Worker) Fresh(in protocol.Input, v any, d *protocol.WorkerState) bool {
+func (Worker) Fresh(in protocol.Input, v any, d *WorkerState) bool {
 	if in == protocol.WorkerBeats {
 		return true
 	}
@@ -167,7 +167,7 @@ func (Worker) Fresh(in protocol.Input, v any, d *protocol.WorkerState) bool {
 	return num.n >= d.NextValue
 }
 
-func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.WorkerState) []actor.Out {
+func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) []actor.Out {
 	if in == protocol.WorkerBeats {
 		b := v.(protocol.Beat)
 		last := b.Beat + b.Beats() - 1
@@ -213,7 +213,7 @@ func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.Work
 // Discard: a dead-lettered number still spends its beat; a malformed beat
 // grants nothing. Either way the marks move past the pipeline's own
 // messages, so that a republished copy of a dead letter is not taken later.
-func (w Worker) Discard(in protocol.Input, m actor.Msg, d *protocol.WorkerState) {
+func (w Worker) Discard(in protocol.Input, m actor.Msg, d *WorkerState) {
 	if in == protocol.WorkerNumbers {
 		d.Credits--
 		d.DeadLettered++
@@ -240,11 +240,11 @@ func (w Worker) Discard(in protocol.Input, m actor.Msg, d *protocol.WorkerState)
 // Logger logs each result with its running total and tallies them.
 type Logger struct{}
 
-var _ actor.Processor[protocol.LoggerState] = Logger{}
+var _ actor.Processor[LoggerState] = Logger{}
 
-func (Logger) Inputs() []protocol.Input                        { return []protocol.Input{protocol.LoggerResults} }
-func (Logger) Limit(protocol.Input, *protocol.LoggerState) int { return 1 << 20 }
-func (Logger) Counters(d *protocol.LoggerState) map[string]uint64 {
+func (Logger) Inputs() []protocol.Input               { return []protocol.Input{protocol.LoggerResults} }
+func (Logger) Limit(protocol.Input, *LoggerState) int { return 1 << 20 }
+func (Logger) Counters(d *LoggerState) map[string]uint64 {
 	t := d.Tally
 	return map[string]uint64{"logged": t.Total(), "fizz": t.Fizz, "buzz": t.Buzz, "fizzbuzz": t.FizzBuzz, "value": t.Value, "duplicates": d.Duplicates}
 }
@@ -279,7 +279,7 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 }
 
 // Fresh: a result not yet logged (by source, or a replay by its ID).
-func (Logger) Fresh(_ protocol.Input, v any, d *protocol.LoggerState) bool {
+func (Logger) Fresh(_ protocol.Input, v any, d *LoggerState) bool {
 	res := v.(result)
 	if res.replay != 0 {
 		return !d.Replayed.Has(res.replay)
@@ -289,7 +289,7 @@ func (Logger) Fresh(_ protocol.Input, v any, d *protocol.LoggerState) bool {
 
 // Apply logs "Fizz (fizz total: 12)": at info when paced, at debug when
 // unpaced (a line per value would cost more than the value).
-func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.LoggerState) []actor.Out {
+func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *LoggerState) []actor.Out {
 	res := v.(result)
 	r := res.r
 	if !l.Fresh(in, v, d) {
@@ -317,7 +317,7 @@ func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *protocol.Logg
 
 // Discard moves the source mark past a dead-lettered result of the
 // worker's, or records a dead-lettered replay as taken.
-func (l Logger) Discard(in protocol.Input, m actor.Msg, d *protocol.LoggerState) {
+func (l Logger) Discard(in protocol.Input, m actor.Msg, d *LoggerState) {
 	if _, v, err := l.Decode(in, m); err == nil {
 		if res := v.(result); res.replay != 0 {
 			d.Replayed.Add(res.replay)

@@ -20,7 +20,7 @@ func env(rate time.Duration, beats uint64) *actor.Env {
 }
 
 func TestGenerator(t *testing.T) {
-	g, d := Generator{}, &protocol.GeneratorState{Next: 12}
+	g, d := Generator{}, &GeneratorState{Next: 12}
 	keys, out, ok := g.Next(env(0, 0), d, 1)
 	if !ok || keys != actor.Key(14) || string(out.Data) != "13" || out.MsgID != "n-13" || out.Subject != protocol.SubjectNumbers {
 		t.Fatalf("Next(i=1) from 12 = %v %+v %v, want send 14 of value 13", keys, out, ok)
@@ -33,7 +33,7 @@ func TestGenerator(t *testing.T) {
 
 func TestHeartbeatCountsBeatsPerRun(t *testing.T) {
 	h, e := Heartbeat{}, env(time.Second, 5)
-	d := &protocol.HeartbeatState{Run: 1, Beats: 5, Total: 5}
+	d := &HeartbeatState{Run: 1, Beats: 5, Total: 5}
 	h.Resume(e, d) // a new run
 	if d.Run != 2 || d.Beats != 0 || d.Total != 5 {
 		t.Fatalf("Resume into run 2: %+v", d)
@@ -62,7 +62,7 @@ func TestHeartbeatCountsBeatsPerRun(t *testing.T) {
 func TestHeartbeatUnpacedBatchesBeats(t *testing.T) {
 	h, e := Heartbeat{}, env(0, 600)
 	e.Config.Batch = 256
-	d := &protocol.HeartbeatState{Run: 2}
+	d := &HeartbeatState{Run: 2}
 	var got []string
 	for i := 0; ; i++ {
 		keys, out, ok := h.Next(e, d, i)
@@ -107,7 +107,7 @@ func apply[D any](t *testing.T, p actor.Processor[D], in protocol.Input, m actor
 }
 
 func TestWorkerSpendsOneBeatPerNumber(t *testing.T) {
-	w, d := Worker{}, &protocol.WorkerState{}
+	w, d := Worker{}, &WorkerState{}
 	if n := w.Limit(protocol.WorkerNumbers, d); n != 0 {
 		t.Fatalf("no beats yet, but may take %d numbers", n)
 	}
@@ -145,7 +145,7 @@ func TestWorkerSpendsOneBeatPerNumber(t *testing.T) {
 
 // Republished copies (the server forgot their IDs) are skipped by position.
 func TestWorkerSkipsRepublishedCopies(t *testing.T) {
-	w, d := Worker{}, &protocol.WorkerState{}
+	w, d := Worker{}, &WorkerState{}
 	apply(t, w, protocol.WorkerBeats, beatMsg(1, 1, 256), d)
 	apply(t, w, protocol.WorkerBeats, beatMsg(1, 1, 256), d)   // the same batch again
 	apply(t, w, protocol.WorkerBeats, beatMsg(1, 200, 100), d) // cut differently: 57 of its beats are new
@@ -169,7 +169,7 @@ func TestWorkerSkipsRepublishedCopies(t *testing.T) {
 }
 
 func TestLoggerTallies(t *testing.T) {
-	l, d := Logger{}, &protocol.LoggerState{}
+	l, d := Logger{}, &LoggerState{}
 	res := func(n, src uint64) actor.Msg {
 		m := actor.Msg{Data: protocol.EncodeResult(protocol.FizzBuzz(n)), Header: nats.Header{}}
 		m.Header.Set(protocol.HeaderMsgID, protocol.ResultMsgID(n))
@@ -182,7 +182,7 @@ func TestLoggerTallies(t *testing.T) {
 		apply(t, l, protocol.LoggerResults, res(n, uint64(i+1)), d)
 	}
 	apply(t, l, protocol.LoggerResults, res(15, 3), d) // republished: source 3 was logged
-	want := protocol.Tally{Fizz: 2, Buzz: 1, FizzBuzz: 1, Value: 1, Sum: 36, SumSq: 9 + 25 + 225 + 49 + 36}
+	want := Tally{Fizz: 2, Buzz: 1, FizzBuzz: 1, Value: 1, Sum: 36, SumSq: 9 + 25 + 225 + 49 + 36}
 	if d.Tally != want || d.Duplicates != 1 || d.LastSource != 5 {
 		t.Fatalf("state %+v, want tally %+v and 1 duplicate", d, want)
 	}
@@ -227,14 +227,14 @@ func TestReplaysAreTakenOnce(t *testing.T) {
 		m.Header.Set(protocol.HeaderReplay, dlq)
 		return m
 	}
-	room := append(make(protocol.Seqs, 0, 8), 1, 9) // spare capacity to write into
-	w, d := Worker{}, &protocol.WorkerState{Credits: 10, NextValue: 50, Replayed: room}
+	room := append(make(Seqs, 0, 8), 1, 9) // spare capacity to write into
+	w, d := Worker{}, &WorkerState{Credits: 10, NextValue: 50, Replayed: room}
 	saved := *d // a shallow copy, as the runtime's working copy is
 	outs := apply(t, w, protocol.WorkerNumbers, replay(numberMsg("33", 7), "4"), d)
 	if d.Processed != 1 || d.NextValue != 50 || !d.Replayed.Has(4) || len(outs) != 1 || outs[0].MsgID != "r-33" {
 		t.Fatalf("replay of 33: %+v, outs %+v; want it processed, the value mark kept", d, outs)
 	}
-	if !slices.Equal(saved.Replayed, protocol.Seqs{1, 9}) || !slices.Equal(d.Replayed, protocol.Seqs{1, 4, 9}) {
+	if !slices.Equal(saved.Replayed, Seqs{1, 9}) || !slices.Equal(d.Replayed, Seqs{1, 4, 9}) {
 		t.Fatal("Add wrote through to a shallow copy of the state")
 	}
 	apply(t, w, protocol.WorkerNumbers, replay(numberMsg("33", 8), "4"), d) // a copy of the replay
@@ -256,7 +256,7 @@ func TestReplaysAreTakenOnce(t *testing.T) {
 		t.Fatalf("replay header %q: %v, want ErrMalformed", "x", err)
 	}
 
-	l, ld := Logger{}, &protocol.LoggerState{LastSource: 100}
+	l, ld := Logger{}, &LoggerState{LastSource: 100}
 	res := actor.Msg{Data: protocol.EncodeResult(protocol.FizzBuzz(41))}
 	apply(t, l, protocol.LoggerResults, replay(res, "5"), ld)
 	apply(t, l, protocol.LoggerResults, replay(res, "5"), ld)

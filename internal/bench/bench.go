@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/proc"
 	"github.com/robust/robust/pkg/protocol"
@@ -97,7 +98,7 @@ func Baseline(ctx context.Context, dir string, n uint64, batch int) (time.Durati
 		}
 		return got, nil
 	}
-	var tally protocol.Tally
+	var tally actors.Tally
 	start := time.Now()
 	for v := uint64(0); v < n; {
 		b := int(min(uint64(batch), n-v))
@@ -237,7 +238,7 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 			if e == nil {
 				continue
 			}
-			var st actor.State[protocol.LoggerState]
+			var st actor.State[actors.LoggerState]
 			if unmarshal(e.Value(), &st) != nil {
 				continue
 			}
@@ -296,20 +297,20 @@ func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Durati
 		return nil, err
 	}
 	defer w.Stop()
-	updates := make(chan actor.State[protocol.WorkerState], 1024)
+	updates := make(chan actor.State[actors.WorkerState], 1024)
 	go func() {
 		for e := range w.Updates() {
 			if e == nil {
 				continue
 			}
-			var st actor.State[protocol.WorkerState]
+			var st actor.State[actors.WorkerState]
 			if err := unmarshal(e.Value(), &st); err == nil {
 				updates <- st
 			}
 		}
 		close(updates)
 	}()
-	var last actor.State[protocol.WorkerState]
+	var last actor.State[actors.WorkerState]
 	drainTo := func(until time.Time) {
 		for time.Now().Before(until) {
 			select {
@@ -336,7 +337,7 @@ func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Durati
 		// The dead worker's last saved state, read after the kill (the
 		// watch may lag): its replacement must process beyond it.
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		dead, err := actor.LoadState[protocol.WorkerState](cctx, kv, protocol.Worker)
+		dead, err := actor.LoadState[actors.WorkerState](cctx, kv, protocol.Worker)
 		cancel()
 		if err != nil {
 			return out, err

@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/proc"
 	"github.com/robust/robust/internal/supervisor"
@@ -230,7 +231,7 @@ func haunt(ctx context.Context, cfg *Config, rng *rand.Rand, addr string, sup *e
 		}
 		if len(*killAt) > 0 && kv != nil {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			lg, err := actor.LoadState[protocol.LoggerState](cctx, kv, protocol.Logger)
+			lg, err := actor.LoadState[actors.LoggerState](cctx, kv, protocol.Logger)
 			cancel()
 			if err == nil && lg.Data.Tally.Total() >= (*killAt)[0] {
 				*killAt = (*killAt)[1:]

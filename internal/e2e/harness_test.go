@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/proc"
 	"github.com/robust/robust/internal/supervisor"
@@ -207,13 +208,13 @@ func counters[D any](t testing.TB, js jetstream.JetStream, name string, f func(*
 func progress(t testing.TB, js jetstream.JetStream, name string) (starts, value uint64) {
 	switch name {
 	case protocol.Generator:
-		return counters(t, js, name, func(d *protocol.GeneratorState) uint64 { return d.Next })
+		return counters(t, js, name, func(d *actors.GeneratorState) uint64 { return d.Next })
 	case protocol.Heartbeat:
-		return counters(t, js, name, func(d *protocol.HeartbeatState) uint64 { return d.Total })
+		return counters(t, js, name, func(d *actors.HeartbeatState) uint64 { return d.Total })
 	case protocol.Worker:
-		return counters(t, js, name, func(d *protocol.WorkerState) uint64 { return d.Processed })
+		return counters(t, js, name, func(d *actors.WorkerState) uint64 { return d.Processed })
 	default:
-		return counters(t, js, name, func(d *protocol.LoggerState) uint64 { return d.Tally.Total() })
+		return counters(t, js, name, func(d *actors.LoggerState) uint64 { return d.Tally.Total() })
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/supervisor"
 	"github.com/robust/robust/pkg/protocol"
@@ -96,7 +97,7 @@ func TestReplay(t *testing.T) {
 
 	// A copy of the replay, after the server has forgotten its ID: skipped.
 	_, js := third.connect()
-	_, dupsBefore := counters(t, js, protocol.Worker, func(d *protocol.WorkerState) uint64 { return d.Duplicates })
+	_, dupsBefore := counters(t, js, protocol.Worker, func(d *actors.WorkerState) uint64 { return d.Duplicates })
 	time.Sleep(natsx.DefaultDupWindow + time.Second)
 	copyMsg := &nats.Msg{Subject: protocol.SubjectNumbers, Data: []byte("33"), Header: nats.Header{}}
 	copyMsg.Header.Set(protocol.HeaderMsgID, protocol.ReplayMsgID(again))
@@ -105,7 +106,7 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("publishing a copy of the replay: %+v, %v", ack, err)
 	}
 	waitFor(t, 30*time.Second, "the copy skipped", func() bool {
-		_, dups := counters(t, js, protocol.Worker, func(d *protocol.WorkerState) uint64 { return d.Duplicates })
+		_, dups := counters(t, js, protocol.Worker, func(d *actors.WorkerState) uint64 { return d.Duplicates })
 		return dups > dupsBefore
 	})
 	s = third.finish(syscall.SIGINT, time.Minute)

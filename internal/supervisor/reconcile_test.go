@@ -6,13 +6,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/pkg/protocol"
 )
 
 // tallyOf is the tally of a list of values, duplicates included.
-func tallyOf(tb testing.TB, values ...uint64) protocol.Tally {
+func tallyOf(tb testing.TB, values ...uint64) actors.Tally {
 	tb.Helper()
-	var t protocol.Tally
+	var t actors.Tally
 	for _, v := range values {
 		t.Add(v)
 	}

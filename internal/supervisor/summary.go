@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -85,18 +86,18 @@ type Summary struct {
 	Restarts     map[string]uint64 `json:"restarts"`     // all runs
 	RunRestarts  map[string]uint64 `json:"run_restarts"` // this supervisor's
 	LastCause    map[string]string `json:"last_cause,omitempty"`
-	Counts       protocol.Tally    `json:"counts"`   // the logger's
-	Expected     protocol.Tally    `json:"expected"` // the FizzBuzz of exactly the values logged
+	Counts       actors.Tally      `json:"counts"`   // the logger's
+	Expected     actors.Tally      `json:"expected"` // the FizzBuzz of exactly the values logged
 	Problems     []string          `json:"problems,omitempty"`
 }
 
 // Summarize reads the pipeline's state and streams and reconciles them.
 func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
-	gen, err := actor.LoadState[protocol.GeneratorState](ctx, s.kv, protocol.Generator)
+	gen, err := actor.LoadState[actors.GeneratorState](ctx, s.kv, protocol.Generator)
 	if err != nil {
 		return nil, err
 	}
-	hb, err := actor.LoadState[protocol.HeartbeatState](ctx, s.kv, protocol.Heartbeat)
+	hb, err := actor.LoadState[actors.HeartbeatState](ctx, s.kv, protocol.Heartbeat)
 	if err != nil {
 		return nil, err
 	}
@@ -159,8 +160,8 @@ type ledger struct {
 	standing []DeadLetter
 	replayed []DeadLetter
 	queued   []uint64
-	wk       actor.State[protocol.WorkerState]
-	lg       actor.State[protocol.LoggerState]
+	wk       actor.State[actors.WorkerState]
+	lg       actor.State[actors.LoggerState]
 }
 
 // deadLetters reads the DLQ and what became of replayed dead letters.
@@ -201,10 +202,10 @@ func (s *Supervisor) ledger(ctx context.Context) (ledger, error) {
 			return l, err
 		}
 	}
-	if l.wk, err = actor.LoadState[protocol.WorkerState](ctx, s.kv, protocol.Worker); err != nil {
+	if l.wk, err = actor.LoadState[actors.WorkerState](ctx, s.kv, protocol.Worker); err != nil {
 		return l, err
 	}
-	if l.lg, err = actor.LoadState[protocol.LoggerState](ctx, s.kv, protocol.Logger); err != nil {
+	if l.lg, err = actor.LoadState[actors.LoggerState](ctx, s.kv, protocol.Logger); err != nil {
 		return l, err
 	}
 	wk, lg := l.wk, l.lg
@@ -218,7 +219,7 @@ func (s *Supervisor) ledger(ctx context.Context) (ledger, error) {
 	// take (republished copies at or below its marks it will skip), and
 	// results committed by the worker but not yet published.
 	replaying := map[uint64]bool{} // dead letters whose replay waits in a stream
-	waiting := func(h nats.Header, taken protocol.Seqs, value uint64) bool {
+	waiting := func(h nats.Header, taken actors.Seqs, value uint64) bool {
 		d, ok, err := protocol.ParseReplay(h)
 		if !ok || err != nil || taken.Has(d) {
 			return false
@@ -308,7 +309,7 @@ func sortDeadLetters(dlq []DeadLetter, taken, replaying map[uint64]bool) ledger 
 // once, dead-lettered exactly once, or still queued. It returns the tally
 // the logger should have (of exactly the values neither dead-lettered nor
 // queued), how many values are queued, and what does not add up.
-func reconcile(generated uint64, dlq []DeadLetter, queuedValues []uint64, logged protocol.Tally) (expected protocol.Tally, queued uint64, problems []string) {
+func reconcile(generated uint64, dlq []DeadLetter, queuedValues []uint64, logged actors.Tally) (expected actors.Tally, queued uint64, problems []string) {
 	dead := map[uint64]bool{}
 	for _, d := range dlq {
 		if d.Value == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -369,7 +370,7 @@ func (s *Supervisor) drain(abort context.Context, errc <-chan error, generatorRu
 func (s *Supervisor) inFlight(ctx context.Context, generatorRuns bool) (string, error) {
 	// Read the worker's state before and after the streams: if it moved, a
 	// result may have been published after RESULTS was read.
-	_, before, err := actor.LoadStateRev[protocol.WorkerState](ctx, s.kv, protocol.Worker)
+	_, before, err := actor.LoadStateRev[actors.WorkerState](ctx, s.kv, protocol.Worker)
 	if err != nil {
 		return "", err
 	}
@@ -385,11 +386,11 @@ func (s *Supervisor) inFlight(ctx context.Context, generatorRuns bool) (string, 
 		}
 		msgs[name] = info.State.Msgs
 	}
-	w, rev, err := actor.LoadStateRev[protocol.WorkerState](ctx, s.kv, protocol.Worker)
+	w, rev, err := actor.LoadStateRev[actors.WorkerState](ctx, s.kv, protocol.Worker)
 	if err != nil {
 		return "", err
 	}
-	lg, err := actor.LoadState[protocol.LoggerState](ctx, s.kv, protocol.Logger)
+	lg, err := actor.LoadState[actors.LoggerState](ctx, s.kv, protocol.Logger)
 	if err != nil {
 		return "", err
 	}

@@ -1,10 +1,14 @@
-package protocol
+package actors
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/robust/robust/pkg/protocol"
+)
 
 // The actors' own state, persisted in the state bucket under the actor's
-// name (inside the runtime's envelope, field "data"). The supervisor reads
-// it for the summary.
+// state key (inside the runtime's envelope, field "data"). It is private to
+// each actor and its reader, the ledger: no other process decodes it.
 
 // GeneratorState: values 0 … Next-1 have been published.
 type GeneratorState struct {
@@ -62,7 +66,7 @@ type Tally struct {
 func (t *Tally) Add(n uint64) uint64 {
 	t.Sum += n
 	t.SumSq += n * n
-	p := t.count(Classify(n))
+	p := t.count(protocol.Classify(n))
 	*p++
 	return *p
 }
@@ -71,15 +75,15 @@ func (t *Tally) Add(n uint64) uint64 {
 func (t Tally) Total() uint64 { return t.Fizz + t.Buzz + t.FizzBuzz + t.Value }
 
 // Count is the number of values of kind k.
-func (t Tally) Count(k Kind) uint64 { return *t.count(k) }
+func (t Tally) Count(k protocol.Kind) uint64 { return *t.count(k) }
 
-func (t *Tally) count(k Kind) *uint64 {
+func (t *Tally) count(k protocol.Kind) *uint64 {
 	switch k {
-	case KindFizz:
+	case protocol.KindFizz:
 		return &t.Fizz
-	case KindBuzz:
+	case protocol.KindBuzz:
 		return &t.Buzz
-	case KindFizzBuzz:
+	case protocol.KindFizzBuzz:
 		return &t.FizzBuzz
 	default:
 		return &t.Value
