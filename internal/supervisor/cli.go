@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,11 +38,13 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	fs := flag.NewFlagSet("supervisor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	rate := &boundedInt{n: 1000, max: maxRate, unit: " ms"}
+	fs.Var(rate, "rate", "heartbeat period in `ms`; 0: unpaced")
+	queue := &boundedInt{n: 1000, max: MaxQueue}
+	fs.Var(queue, "queue", "at most this many numbers (and beats) wait unconsumed")
 	var (
-		rate       = fs.Int("rate", 1000, "heartbeat period in `ms`; 0: unpaced")
 		beats      = fs.Uint64("beats", 60, "beats in the run; 0: run until stopped")
 		faultPlan  = fs.String("faults", "lesson", "fault `plan`: lesson, none, or rules like worker:33,generator:13/once (see README)")
-		queue      = fs.Int("queue", 1000, "at most this many numbers (and beats) wait unconsumed")
 		batch      = fs.Int("batch", 256, "messages per batch (fetch, publish, state save)")
 		show       = fs.Int("showstopper", 3, "failed deliveries after which a message is dead-lettered")
 		dataDir    = fs.String("data-dir", "./data", "`dir` for JetStream's files")
@@ -93,8 +96,8 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 	default:
 		return usage("--log-format %q: want text or json", *logFormat)
 	}
-	if *rate < 0 {
-		return usage("--rate %d: want 0 (unpaced) or a period in milliseconds", *rate)
+	if rate.n < 0 {
+		return usage("--rate %d: want 0 (unpaced) or a period in milliseconds", rate.n)
 	}
 	if *maxRest < 1 || *window <= 0 || *maxDelay <= 0 || *stable <= 0 {
 		return usage("--max-restarts must be at least 1; --restart-window, --restart-max-delay and --restart-stable positive")
@@ -126,9 +129,9 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		NATSURL:       *natsURL,
 		BinDir:        *binDir,
 		HTTP:          *httpAddr,
-		Rate:          time.Duration(*rate) * time.Millisecond,
+		Rate:          time.Duration(rate.n) * time.Millisecond, // rate.n <= maxRate: no overflow
 		Beats:         *beats,
-		Queue:         *queue,
+		Queue:         int(queue.n), // queue.n <= MaxQueue: fits an int
 		Batch:         *batch,
 		Showstopper:   *show,
 		Faults:        *faultPlan,
@@ -162,6 +165,39 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		code = ExitAborted
 	}
 	return code
+}
+
+// maxRate is the largest --rate in milliseconds: a longer period (about
+// 292 years) does not fit a time.Duration.
+const maxRate = int64(math.MaxInt64 / time.Millisecond)
+
+// boundedInt is an integer flag with a largest value. A number too large
+// for what it is converted or multiplied into is refused, naming the
+// bound, instead of wrapping around. Smaller bounds are checked after
+// parsing, with the flag's own message.
+type boundedInt struct {
+	n    int64
+	max  int64
+	unit string // printed after the bound, e.g. " ms"
+}
+
+func (b *boundedInt) String() string {
+	if b == nil { // flag.PrintDefaults' zero value
+		return "0"
+	}
+	return strconv.FormatInt(b.n, 10)
+}
+
+func (b *boundedInt) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err == nil && n > b.max || errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(s, "-") {
+		return fmt.Errorf("too large: the maximum is %d%s", b.max, b.unit)
+	}
+	if ne := (*strconv.NumError)(nil); errors.As(err, &ne) {
+		return ne.Err // flag has already quoted the value
+	}
+	b.n = n
+	return err
 }
 
 func writeJSON(path string, v any) error {

@@ -21,7 +21,7 @@ import (
 //	DataDir:      ./data
 //	NATSListen:   127.0.0.1:4222 (when NATSURL is empty: the embedded server)
 //	Rate:         0 (unpaced) — the command line's default is 1s
-//	Queue:        1000
+//	Queue:        1000 (at most MaxQueue)
 //	Batch:        256
 //	Showstopper:  3
 //	DrainTimeout: 10s
@@ -56,6 +56,10 @@ type Config struct {
 	ProgressEvery time.Duration
 	ProgressTTY   io.Writer
 }
+
+// MaxQueue is the largest Queue: the numbers stream holds Queue values and
+// room for replayed dead letters besides, a count that must not overflow.
+const MaxQueue = 1_000_000_000
 
 // Errors.
 var (
@@ -119,6 +123,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Queue < 1 {
 		return fmt.Errorf("%w: --queue must be at least 1", ErrConfig)
+	}
+	if c.Queue > MaxQueue {
+		return fmt.Errorf("%w: --queue %d: too large; the maximum is %d", ErrConfig, c.Queue, MaxQueue)
 	}
 	if c.Batch < 1 || c.Batch > 4096 {
 		return fmt.Errorf("%w: --batch must be between 1 and 4096", ErrConfig)
