@@ -140,8 +140,12 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		Log:           log,
 		LogLevel:      strings.ToLower(level.String()),
 	})
-	if err != nil {
+	if errors.Is(err, ErrConfig) {
 		return usage("%v", strings.TrimPrefix(err.Error(), ErrConfig.Error()+": "))
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "supervisor: %v\n", err)
+		return ExitFailed
 	}
 	sum, runErr := s.Run(ctx, abort)
 	code := ExitOK

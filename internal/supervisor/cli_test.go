@@ -3,9 +3,15 @@ package supervisor
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/robust/robust/pkg/protocol"
 )
 
 // runMain runs the supervisor command in-process and returns its exit code,
@@ -71,4 +77,85 @@ func TestMainQueueBound(t *testing.T) {
 		{"the maximum", noActors(t, "--queue", "1000000000"), ExitFailed, notFound},
 		{"zero", noActors(t, "--queue", "0"), ExitUsage, "--queue must be at least 1"},
 	})
+}
+
+// A malformed --nats-listen or --http is a usage error, found before
+// anything starts; ” still turns the HTTP listener off.
+func TestMainBadAddress(t *testing.T) {
+	checkMain(t, []mainCase{
+		{"nats port out of range", noActors(t, "--nats-listen", "127.0.0.1:99999"), ExitUsage, `--nats-listen "127.0.0.1:99999": the port must be a number from 0 to 65535`},
+		{"nats no port", noActors(t, "--nats-listen", "nonsense"), ExitUsage, `--nats-listen "nonsense": want host:port`},
+		{"nats port not a number", noActors(t, "--nats-listen", "127.0.0.1:abc"), ExitUsage, `--nats-listen "127.0.0.1:abc": the port must be a number`},
+		{"nats port -1", noActors(t, "--nats-listen", "127.0.0.1:-1"), ExitUsage, `--nats-listen "127.0.0.1:-1": the port must be a number`},
+		{"http port out of range", noActors(t, "--http", "127.0.0.1:99999"), ExitUsage, `--http "127.0.0.1:99999": the port must be a number from 0 to 65535`},
+		{"http no port", noActors(t, "--http", "nonsense"), ExitUsage, `--http "nonsense": want host:port, e.g. 127.0.0.1:9900, or '' for none`},
+		{"http port not a number", noActors(t, "--http", "localhost:http"), ExitUsage, `--http "localhost:http": the port must be a number`},
+		{"http off", noActors(t, "--http", ""), ExitFailed, notFound},
+		{"every interface", noActors(t, "--http", ":9900", "--nats-listen", "[::]:4222"), ExitFailed, notFound},
+		{"nats-listen unused with --nats-url", noActors(t, "--nats-url", "nats://127.0.0.1:4222", "--nats-listen", "nonsense"), ExitFailed, notFound},
+	})
+}
+
+// A well-formed address that cannot be listened on fails the run, exit 1,
+// when the listener starts.
+func TestMainAddressInUse(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() })
+	bin := t.TempDir()
+	for _, a := range protocol.Actors { // Run checks that they exist before it starts anything
+		if err := os.WriteFile(filepath.Join(bin, a), nil, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := func(extra ...string) []string {
+		return append([]string{"--bin-dir", bin, "--data-dir", t.TempDir(), "--nats-listen", freeAddr(t), "--http", ""}, extra...)
+	}
+	checkMain(t, []mainCase{
+		{"nats", args("--nats-listen", busy.Addr().String()), ExitFailed, "is in use"},
+		{"http", args("--http", busy.Addr().String()), ExitFailed, "HTTP listener " + busy.Addr().String()},
+	})
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := Config{Queue: 1, Batch: 1, Showstopper: 1}
+	with := func(f func(*Config)) Config { c := ok; f(&c); return c }
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr error
+	}{
+		{"defaults to come", Config{Queue: 1, Batch: 1, Showstopper: 1}, nil},
+		{"queue too large", with(func(c *Config) { c.Queue = MaxQueue + 1 }), ErrConfig},
+		{"queue at the maximum", with(func(c *Config) { c.Queue = MaxQueue }), nil},
+		{"nats-listen port 65536", with(func(c *Config) { c.NATSListen = "127.0.0.1:65536" }), ErrConfig},
+		{"nats-listen port 0", with(func(c *Config) { c.NATSListen = "127.0.0.1:0" }), nil},
+		{"nats-listen port 65535", with(func(c *Config) { c.NATSListen = "127.0.0.1:65535" }), nil},
+		{"nats-listen ipv6", with(func(c *Config) { c.NATSListen = "[::1]:4222" }), nil},
+		{"nats-listen ipv6 unbracketed", with(func(c *Config) { c.NATSListen = "::1:4222" }), ErrConfig},
+		{"nats-listen empty port", with(func(c *Config) { c.NATSListen = "127.0.0.1:" }), ErrConfig},
+		{"http hostname", with(func(c *Config) { c.HTTP = "localhost:9900" }), nil},
+		{"http negative port", with(func(c *Config) { c.HTTP = "127.0.0.1:-1" }), ErrConfig},
+		{"http no host:port", with(func(c *Config) { c.HTTP = "9900" }), ErrConfig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.cfg.Validate(); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Validate() = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
 }

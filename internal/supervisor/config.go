@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/robust/robust/internal/faults"
@@ -20,6 +21,7 @@ import (
 //
 //	DataDir:      ./data
 //	NATSListen:   127.0.0.1:4222 (when NATSURL is empty: the embedded server)
+//	HTTP:         "" (no listener) — the command line's default is DefaultHTTP
 //	Rate:         0 (unpaced) — the command line's default is 1s
 //	Queue:        1000 (at most MaxQueue)
 //	Batch:        256
@@ -30,10 +32,10 @@ import (
 //	PingEvery:    250ms, PingTimeout: 2s
 type Config struct {
 	DataDir    string
-	NATSListen string
+	NATSListen string // host:port, port 0 to 65535
 	NATSURL    string // use this server instead of embedding one
 	BinDir     string // where the actor binaries are
-	HTTP       string // address of the status and metrics listener; "": none
+	HTTP       string // host:port of the status and metrics listener; "": none
 
 	Rate        time.Duration
 	Beats       uint64
@@ -136,10 +138,29 @@ func (c *Config) Validate() error {
 	if _, err := faults.Parse(c.Faults); err != nil {
 		return fmt.Errorf("%w: --faults: %v", ErrConfig, err)
 	}
-	if c.NATSURL == "" {
-		if _, _, err := net.SplitHostPort(c.NATSListen); err != nil {
-			return fmt.Errorf("%w: --nats-listen %q: want host:port, e.g. 127.0.0.1:4222", ErrConfig, c.NATSListen)
+	if c.NATSURL == "" && c.NATSListen != "" {
+		if err := checkAddr("--nats-listen", c.NATSListen, "127.0.0.1:4222"); err != nil {
+			return err
 		}
+	}
+	if c.HTTP != "" {
+		if err := checkAddr("--http", c.HTTP, DefaultHTTP+", or '' for none"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkAddr checks that addr is a listen address: host:port, the port a
+// number from 0 to 65535, the host possibly empty (every interface).
+// Whether it can be listened on is found out when it is.
+func checkAddr(flag, addr, example string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: %s %q: want host:port, e.g. %s", ErrConfig, flag, addr, example)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%w: %s %q: the port must be a number from 0 to 65535", ErrConfig, flag, addr)
 	}
 	return nil
 }
