@@ -37,11 +37,11 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		return control(ctx, args, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("supervisor", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are printed below, the usage on --help only
 	rate := &boundedInt{n: 1000, max: maxRate, unit: " ms"}
 	fs.Var(rate, "rate", "heartbeat period in `ms`; 0: unpaced")
 	queue := &boundedInt{n: 1000, max: MaxQueue}
-	fs.Var(queue, "queue", "at most this many numbers (and beats) wait unconsumed")
+	fs.Var(queue, "queue", "at most `N` numbers (and beats) wait unconsumed")
 	var (
 		beats      = fs.Uint64("beats", 60, "beats in the run; 0: run until stopped")
 		faultPlan  = fs.String("faults", "lesson", "fault `plan`: lesson, none, or rules like worker:33,generator:13/once (see README)")
@@ -51,7 +51,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		listen     = fs.String("nats-listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server")
 		natsURL    = fs.String("nats-url", "", "use the NATS server at `url` instead of embedding one")
 		binDir     = fs.String("bin-dir", "", "`dir` holding the actor binaries (default: beside this executable)")
-		httpAddr   = fs.String("http", DefaultHTTP, "`addr` of the status and metrics listener (/healthz, /status, /metrics); '' turns it off")
+		httpAddr   = fs.String("http", DefaultHTTP, "`addr` of the dashboard (/), status and metrics listener (/healthz, /status, /metrics); '' turns it off")
 		drain      = fs.Duration("drain-timeout", 10*time.Second, "how long a stop waits for in-flight work")
 		maxRest    = fs.Int("max-restarts", 10, "give up when an actor restarts more than `N` times …")
 		window     = fs.Duration("restart-window", 60*time.Second, "… within this window")
@@ -66,19 +66,18 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		logLevelDf = "info"
 	}
 	logLevel := fs.String("log-level", logLevelDf, "debug, info, warn or error (env LOG_LEVEL)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: supervisor [flags]\n       supervisor status [--http addr]\n       supervisor kill ACTOR [--http addr]\n       supervisor dlq list|show ID|replay ID|replay --all [--http addr]\n\nRuns the robust pipeline: heartbeat and generator feed the worker, the worker feeds the logger.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
 	usage := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "supervisor: "+format+"\nRun 'supervisor -h' for the flags.\n", a...)
+		fmt.Fprintf(stderr, "supervisor: "+format+"\n"+seeHelp+"\n", a...)
 		return ExitUsage
 	}
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, flag.ErrHelp) { // asked for: to stdout, so it can be paged
+			fmt.Fprint(stdout, synopsis+"\n"+about+"\nFlags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return ExitOK
 		}
-		return ExitUsage // flag has printed the error and the usage
+		return usage("%v", err)
 	}
 	if fs.NArg() > 0 {
 		return usage("unexpected argument %q", fs.Arg(0))
@@ -212,9 +211,24 @@ func writeJSON(path string, v any) error {
 	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
-// DefaultHTTP is where the supervisor serves its status, and where the
-// control commands look for it.
+// DefaultHTTP is where the supervisor serves its dashboard and status, and
+// where the control commands look for it.
 const DefaultHTTP = "127.0.0.1:9900"
+
+// The usage, printed whole on --help. A bad flag or value prints one line
+// saying what is wrong and seeHelp, so that the error stays on screen.
+const (
+	synopsis = `Usage: supervisor [flags]
+       supervisor status [--http addr]
+       supervisor kill ACTOR [--http addr]
+       supervisor dlq list|show ID|replay ID|replay --all [--http addr]
+`
+	about = `Runs the robust pipeline: heartbeat and generator feed the worker, the worker
+feeds the logger. While it runs, its dashboard is at http://` + DefaultHTTP + `/
+(the --http address), with /status, /metrics and /healthz beside it.
+`
+	seeHelp = "Run 'supervisor --help' for usage."
+)
 
 // control runs `supervisor status` and `supervisor kill ACTOR` against a
 // running supervisor's HTTP listener.

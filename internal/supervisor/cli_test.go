@@ -159,3 +159,61 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// A bad flag or value prints what is wrong and where the usage is: two
+// lines, so that the error does not scroll away behind the flag list.
+func TestMainBadFlagIsShort(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"--nope"}, "supervisor: flag provided but not defined: -nope"},
+		{"bad number", []string{"--batch", "many"}, `supervisor: invalid value "many" for flag -batch: `},
+		{"missing value", []string{"--rate"}, "supervisor: flag needs an argument: -rate"},
+		{"bad value", []string{"--log-format", "xml"}, `supervisor: --log-format "xml": want text or json`},
+		{"stray argument", []string{"run"}, `supervisor: unexpected argument "run"`},
+		{"config", noActors(t, "--http", "nonsense"), `supervisor: --http "nonsense": want host:port`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runMain(t, tt.args...)
+			want := tt.want + "…\n" + seeHelp + "\n"
+			if code != ExitUsage || stdout != "" || !matchLines(stderr, want) {
+				t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant exit 2 and stderr:\n%s", code, stdout, stderr, want)
+			}
+		})
+	}
+}
+
+// matchLines reports whether got has the lines of want, where a line of
+// want ending in … is a prefix.
+func matchLines(got, want string) bool {
+	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
+	if len(g) != len(w) {
+		return false
+	}
+	for i := range w {
+		if p, ok := strings.CutSuffix(w[i], "…"); ok && !strings.HasPrefix(g[i], p) || !ok && g[i] != w[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// --help prints the whole usage to stdout, with the dashboard's address.
+func TestMainHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "-help"} {
+		t.Run(arg, func(t *testing.T) {
+			code, stdout, stderr := runMain(t, "--rate", "5", arg)
+			if code != ExitOK || stderr != "" {
+				t.Fatalf("exit %d, stderr %q; want 0 and nothing", code, stderr)
+			}
+			for _, want := range []string{"Usage: supervisor [flags]", "supervisor status", "http://127.0.0.1:9900/", "-drain-timeout duration", "-rate ms"} {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("no %q in the usage:\n%s", want, stdout)
+				}
+			}
+		})
+	}
+}
