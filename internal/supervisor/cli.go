@@ -230,14 +230,19 @@ feeds the logger. While it runs, its dashboard is at http://` + DefaultHTTP + `/
 	seeHelp = "Run 'supervisor --help' for usage."
 )
 
-// control runs `supervisor status` and `supervisor kill ACTOR` against a
-// running supervisor's HTTP listener.
+// control runs `supervisor status`, `kill ACTOR` and `dlq ...` against a
+// running supervisor's HTTP listener. Any failure to get an answer exits
+// ExitFailed: `supervisor status` is a container's healthcheck.
 func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd := args[0]
 	fs := flag.NewFlagSet("supervisor "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // as in Main: errors below, the usage on --help only
 	addr := fs.String("http", DefaultHTTP, "`addr` of the running supervisor's HTTP listener")
 	all := fs.Bool("all", false, "dlq replay: every dead letter that can be replayed")
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "supervisor %s: "+format+"\n"+seeHelp+"\n", append([]any{cmd}, a...)...)
+		return ExitUsage
+	}
 	// positional words (the actor, dlq's verb and ID) may come before or after the flags
 	var words []string
 	rest := args[1:]
@@ -245,7 +250,16 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		words, rest = append(words, rest[0]), rest[1:]
 	}
 	if err := fs.Parse(rest); err != nil {
-		return ExitUsage
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, synopsis+"\nFlags of status, kill and dlq:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return ExitOK
+		}
+		return usage("%v", err)
+	}
+	if err := checkAddr("--http", *addr, DefaultHTTP); err != nil {
+		return usage("%v", strings.TrimPrefix(err.Error(), ErrConfig.Error()+": "))
 	}
 	words = append(words, fs.Args()...)
 	var path, method = "/status", http.MethodGet
@@ -253,8 +267,7 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case cmd == "kill" && len(words) == 1:
 		path, method = "/actors/"+url.PathEscape(words[0])+"/kill", http.MethodPost
 	case cmd == "kill":
-		fmt.Fprintln(stderr, "supervisor kill: which actor? e.g. supervisor kill worker")
-		return ExitUsage
+		return usage("which actor? e.g. supervisor kill worker")
 	case cmd == "dlq" && len(words) == 1 && words[0] == "list":
 		path = "/dlq"
 	case cmd == "dlq" && len(words) == 2 && words[0] == "show":
@@ -264,14 +277,11 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case cmd == "dlq" && len(words) == 1 && words[0] == "replay" && *all:
 		path, method = "/dlq/replay", http.MethodPost
 	case cmd == "dlq":
-		fmt.Fprintln(stderr, "supervisor dlq: want 'dlq list', 'dlq show ID', 'dlq replay ID' or 'dlq replay --all'")
-		return ExitUsage
+		return usage("want 'dlq list', 'dlq show ID', 'dlq replay ID' or 'dlq replay --all'")
 	case *all:
-		fmt.Fprintf(stderr, "supervisor %s: --all goes with 'dlq replay' only\n", cmd)
-		return ExitUsage
+		return usage("--all goes with 'dlq replay' only")
 	case len(words) > 0:
-		fmt.Fprintf(stderr, "supervisor %s: unexpected argument %q\n", cmd, words[0])
-		return ExitUsage
+		return usage("unexpected argument %q", words[0])
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	if method == http.MethodPost && cmd == "dlq" {

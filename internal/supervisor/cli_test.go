@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -216,4 +219,86 @@ func TestMainHelp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The control commands treat a bad flag as Main does, and --help too.
+func TestControlUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"status unknown flag", []string{"status", "--nope"}, "supervisor status: flag provided but not defined: -nope"},
+		{"kill unknown flag", []string{"kill", "worker", "--nope"}, "supervisor kill: flag provided but not defined: -nope"},
+		{"dlq unknown flag", []string{"dlq", "list", "--nope"}, "supervisor dlq: flag provided but not defined: -nope"},
+		{"missing value", []string{"status", "--http"}, "supervisor status: flag needs an argument: -http"},
+		{"malformed address", []string{"status", "--http", "127.0.0.1:99999"}, `supervisor status: --http "127.0.0.1:99999": the port must be a number from 0 to 65535`},
+		{"no address", []string{"status", "--http", ""}, `supervisor status: --http "": want host:port…`},
+		{"kill whom", []string{"kill"}, "supervisor kill: which actor?…"},
+		{"dlq what", []string{"dlq", "purge"}, "supervisor dlq: want 'dlq list'…"},
+		{"stray argument", []string{"status", "now"}, `supervisor status: unexpected argument "now"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runMain(t, tt.args...)
+			want := tt.want + "\n" + seeHelp + "\n"
+			if code != ExitUsage || stdout != "" || !matchLines(stderr, want) {
+				t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant exit 2 and stderr:\n%s", code, stdout, stderr, want)
+			}
+		})
+	}
+	for _, cmd := range []string{"status", "kill", "dlq"} {
+		t.Run(cmd+" --help", func(t *testing.T) {
+			code, stdout, stderr := runMain(t, cmd, "--help")
+			if code != ExitOK || stderr != "" || !strings.Contains(stdout, "supervisor status [--http addr]") || !strings.Contains(stdout, "-http addr") {
+				t.Fatalf("exit %d, stderr %q, stdout:\n%s\nwant exit 0 and the usage", code, stderr, stdout)
+			}
+		})
+	}
+}
+
+// `supervisor status` is a container's healthcheck: it exits 0 only when
+// a supervisor answers.
+func TestControlStatus(t *testing.T) {
+	answer := func(code int, body string) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/status" {
+				http.NotFound(w, r)
+				return
+			}
+			w.WriteHeader(code)
+			io.WriteString(w, body)
+		}))
+		t.Cleanup(srv.Close)
+		return strings.TrimPrefix(srv.URL, "http://")
+	}
+	const report = `{"run":7,"actors":[{"name":"worker","pid":42,"state":"running","uptime_seconds":3,"restarts":1}],"queues":{},"dead_letters":2}`
+	tests := []struct {
+		name string
+		addr string
+		code int
+		want string // in stdout if code is 0, else in stderr
+	}{
+		{"answers", answer(http.StatusOK, report), ExitOK, "run 7"},
+		{"unreachable", freeAddr(t), ExitFailed, "connection refused (is a supervisor running with --http"},
+		{"error status", answer(http.StatusServiceUnavailable, "not ready\n"), ExitFailed, "supervisor status: not ready"},
+		{"not a report", answer(http.StatusOK, "<html>"), ExitFailed, "supervisor status: invalid character"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runMain(t, "status", "--http", tt.addr)
+			out := stderr
+			if tt.code == ExitOK {
+				out = stdout
+			}
+			if code != tt.code || !strings.Contains(out, tt.want) {
+				t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s\nwant exit %d and %q", code, stdout, stderr, tt.code, tt.want)
+			}
+		})
+	}
+	t.Run("kill unreachable", func(t *testing.T) {
+		if code, _, stderr := runMain(t, "kill", "worker", "--http", freeAddr(t)); code != ExitFailed {
+			t.Fatalf("exit %d, stderr:\n%s\nwant 1", code, stderr)
+		}
+	})
 }
