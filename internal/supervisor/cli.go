@@ -18,6 +18,7 @@ import (
 
 	"github.com/robust/robust/pkg/protocol"
 
+	"github.com/robust/robust/internal/buildinfo"
 	"github.com/robust/robust/internal/faults"
 )
 
@@ -66,6 +67,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		logLevelDf = "info"
 	}
 	logLevel := fs.String("log-level", logLevelDf, "debug, info, warn or error (env LOG_LEVEL)")
+	version := fs.Bool("version", false, "print the version, the commit and the Go version, and exit")
 	usage := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "supervisor: "+format+"\n"+seeHelp+"\n", a...)
 		return ExitUsage
@@ -78,6 +80,10 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 			return ExitOK
 		}
 		return usage("%v", err)
+	}
+	if *version {
+		fmt.Fprintln(stdout, "supervisor", buildinfo.Read())
+		return ExitOK
 	}
 	if fs.NArg() > 0 {
 		return usage("unexpected argument %q", fs.Arg(0))
@@ -222,6 +228,7 @@ const (
        supervisor status [--http addr]
        supervisor kill ACTOR [--http addr]
        supervisor dlq list|show ID|replay ID|replay --all [--http addr]
+       supervisor --version
 `
 	about = `Runs the robust pipeline: heartbeat and generator feed the worker, the worker
 feeds the logger. While it runs, its dashboard is at http://` + DefaultHTTP + `/

@@ -10,10 +10,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/robust/robust/internal/buildinfo"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -301,4 +303,19 @@ func TestControlStatus(t *testing.T) {
 			t.Fatalf("exit %d, stderr:\n%s\nwant 1", code, stderr)
 		}
 	})
+}
+
+// --version prints the build's version line, exit 0, whatever else is on
+// the command line.
+func TestMainVersion(t *testing.T) {
+	want := "supervisor " + buildinfo.Read().String() + "\n"
+	for _, args := range [][]string{{"--version"}, {"-version", "--rate", "5"}} {
+		code, stdout, stderr := runMain(t, args...)
+		if code != ExitOK || stdout != want || stderr != "" {
+			t.Fatalf("%v: exit %d, stdout %q, stderr %q; want 0 and %q", args, code, stdout, stderr, want)
+		}
+		if !strings.Contains(stdout, runtime.Version()) {
+			t.Fatalf("%v: no Go version in %q", args, stdout)
+		}
+	}
 }
