@@ -3,8 +3,16 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/actors"
 )
 
-func main() { actor.ServeProducer(actors.Heartbeat{}) }
+func main() {
+	if err := actor.ServeProducer(actors.Heartbeat{}); err != nil {
+		fmt.Fprintf(os.Stderr, "heartbeat: %v\n", err)
+		os.Exit(actor.ExitCode(err))
+	}
+}

@@ -3,8 +3,16 @@
 package main
 
 import (
+	"fmt"
+	"os"
+
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/actors"
 )
 
-func main() { actor.ServeProcessor(actors.Logger{}) }
+func main() {
+	if err := actor.ServeProcessor(actors.Logger{}); err != nil {
+		fmt.Fprintf(os.Stderr, "logger: %v\n", err)
+		os.Exit(actor.ExitCode(err))
+	}
+}

@@ -22,6 +22,8 @@ var (
 	// ErrFenced means another copy of this actor started after this one and
 	// owns its state now: this copy must stop without acking anything.
 	ErrFenced = errors.New("fenced: another copy of this actor owns its state")
+	// ErrConfig: the supervisor's configuration cannot be used.
+	ErrConfig = errors.New("bad actor configuration")
 	// ErrStalled is returned by Status when the actor loop has not turned
 	// within ActorConfig.StallAfter.
 	ErrStalled = errors.New("actor loop stalled")
@@ -55,11 +57,11 @@ type Behaviour[D any] interface {
 	Counters(d *D) map[string]uint64
 }
 
-// Processor is an actor that consumes inputs (worker, logger).
+// Processor is an actor that consumes inputs (worker, logger). Which inputs,
+// and in what order it polls them, comes with its configuration
+// (ActorConfig.Inputs, from the actor registry).
 type Processor[D any] interface {
 	Behaviour[D]
-	// Inputs lists the consumers the actor reads, in the order it polls them.
-	Inputs() []protocol.Input
 	// Limit is how many messages of in the actor may take now; 0 waits.
 	Limit(in protocol.Input, d *D) int
 	// Decode parses a delivery. An error (protocol.ErrMalformed,

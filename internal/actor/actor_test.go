@@ -18,6 +18,7 @@ import (
 
 	"github.com/robust/robust/internal/natstest"
 	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -33,7 +34,7 @@ func runJetStream(t testing.TB) string {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := natsx.Ensure(ctx, js, natsx.Topology{}); err != nil {
+	if err := natsx.Ensure(ctx, js, natsx.Topology{}, registry.Default().Inputs()); err != nil {
 		t.Fatal(err)
 	}
 	return ns.ClientURL()

@@ -2,12 +2,13 @@ package actor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,46 +29,89 @@ type service interface {
 // openTimeout bounds connecting and loading state on Start.
 const openTimeout = 10 * time.Second
 
-// ServeProcessor is the whole main of a processor actor. It serves the
-// go-plugin protocol until the supervisor goes away and never returns.
-func ServeProcessor[D any](p Processor[D]) {
-	serve(func(cfg protocol.ActorConfig, log *slog.Logger) (service, error) {
+// Errors of Serve.
+var (
+	// ErrNotSupervised: the binary was run by hand, not by the supervisor.
+	ErrNotSupervised = errors.New("this is a robust actor process, started by the supervisor. Run bin/supervisor instead")
+	// ErrSupervisorGone: the supervisor died without stopping the actor.
+	ErrSupervisorGone = errors.New("supervisor gone")
+)
+
+// ServeProcessor is the whole of a processor actor's main: it serves the
+// go-plugin protocol until the supervisor closes the connection (nil) or
+// the actor fails (its error; main exits non-zero). A panic is reported on
+// the crash channel and ends the process as a panic does.
+func ServeProcessor[D any](p Processor[D]) error {
+	return serve(func(cfg protocol.ActorConfig, log *slog.Logger) (service, error) {
 		return newProcessor(cfg, log, p)
 	})
 }
 
-// ServeProducer is the whole main of a producer actor.
-func ServeProducer[D any](p Producer[D]) {
-	serve(func(cfg protocol.ActorConfig, log *slog.Logger) (service, error) {
+// ServeProducer is the whole of a producer actor's main.
+func ServeProducer[D any](p Producer[D]) error {
+	return serve(func(cfg protocol.ActorConfig, log *slog.Logger) (service, error) {
 		return newProducer(cfg, log, p)
 	})
 }
 
-func serve(newSvc func(protocol.ActorConfig, *slog.Logger) (service, error)) {
+// ExitCode is the exit code for Serve's error.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrNotSupervised):
+		return 2
+	}
+	return 1
+}
+
+func serve(newSvc func(protocol.ActorConfig, *slog.Logger) (service, error)) error {
 	if os.Getenv(protocol.Handshake.MagicCookieKey) != protocol.Handshake.MagicCookieValue {
-		fmt.Fprintf(os.Stderr, "%s is a robust actor process; the supervisor starts it. Run bin/supervisor instead.\n", filepath.Base(os.Args[0]))
-		os.Exit(2)
+		return ErrNotSupervised
 	}
 	// plugin.Serve replaces os.Stderr with a pipe of its own; the host parses
 	// log lines from the real one, file descriptor 2.
-	h := &Host{newSvc: newSvc, stderr: os.Stderr}
-	go watchParent(os.Getppid())
-	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: protocol.Handshake,
-		Plugins:         protocol.PluginMap(h),
-	})
-	_ = h.Stop() // the supervisor closed the connection
-	os.Exit(0)
+	h := &Host{newSvc: newSvc, stderr: os.Stderr, crash: openCrash(), failed: make(chan error, 1)}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		plugin.Serve(&plugin.ServeConfig{
+			HandshakeConfig: protocol.Handshake,
+			Plugins:         protocol.PluginMap(h),
+		})
+	}()
+	gone := make(chan struct{})
+	go watchParent(os.Getppid(), gone)
+	select {
+	case <-served: // the supervisor closed the connection
+		return h.Stop()
+	case err := <-h.failed:
+		h.report(protocol.CrashError, err.Error())
+		return err
+	case <-gone:
+		return ErrSupervisorGone
+	}
 }
 
-// watchParent ends the process when the supervisor is gone, even if it was
+// openCrash is the crash channel the supervisor handed this process, or nil.
+func openCrash() *os.File {
+	fd, err := strconv.Atoi(os.Getenv(protocol.EnvCrashFD))
+	if err != nil || fd < 3 {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "crash")
+}
+
+// watchParent closes gone when the supervisor is gone, even if it was
 // killed with SIGKILL and could not stop us (the supervisor also asks the
 // kernel for that with Pdeathsig; this covers the rest).
-func watchParent(ppid int) {
-	for range time.Tick(100 * time.Millisecond) {
+func watchParent(ppid int, gone chan<- struct{}) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for range t.C {
 		if os.Getppid() != ppid {
-			fmt.Fprintln(os.Stderr, `{"@level":"error","@message":"supervisor gone; exiting"}`)
-			os.Exit(1)
+			close(gone)
+			return
 		}
 	}
 }
@@ -76,6 +120,8 @@ func watchParent(ppid int) {
 type Host struct {
 	newSvc func(protocol.ActorConfig, *slog.Logger) (service, error)
 	stderr io.Writer
+	crash  *os.File   // the crash channel, or nil
+	failed chan error // the work loop's error, when the actor must die
 
 	mu       sync.Mutex
 	svc      service
@@ -86,6 +132,18 @@ type Host struct {
 }
 
 var errNotStarted = errors.New("actor not started")
+
+// report writes a crash report, once: the supervisor reads the exit's cause
+// from it.
+func (h *Host) report(kind, msg string) {
+	if h.crash == nil {
+		return
+	}
+	b, _ := json.Marshal(protocol.CrashReport{Kind: kind, Message: msg})
+	_, _ = h.crash.Write(b)
+	_ = h.crash.Close()
+	h.crash = nil
+}
 
 // Start implements protocol.Actor.
 func (h *Host) Start(cfg protocol.ActorConfig) error {
@@ -110,20 +168,30 @@ func (h *Host) Start(cfg protocol.ActorConfig) error {
 	h.svc, h.log, h.cancel, h.done = svc, log, cancel, make(chan struct{})
 	go func() {
 		defer close(h.done)
+		defer func() {
+			if p := recover(); p != nil {
+				h.report(protocol.CrashPanic, fmt.Sprint(p))
+				panic(p) // the process dies as a panic does, its trace on stderr
+			}
+		}()
 		err := svc.serve(ctx)
 		svc.close()
 		h.mu.Lock()
 		stopping := h.stopping
 		h.mu.Unlock()
-		if err != nil || !stopping {
+		if err == nil && !stopping {
+			err = errors.New("work loop ended by itself")
+		}
+		if err != nil {
 			log.Error("actor failed", "error", err)
-			os.Exit(1)
+			h.failed <- err
 		}
 	}()
 	return nil
 }
 
-// Stop implements protocol.Actor: the current batch finishes, then the loop ends.
+// Stop implements protocol.Actor: the current batch finishes, then the loop
+// ends.
 func (h *Host) Stop() error {
 	h.mu.Lock()
 	if h.svc == nil {

@@ -55,7 +55,10 @@ func (r *processor[D]) open(ctx context.Context) error {
 	if err := r.flushOutbox(ctx); err != nil {
 		return err
 	}
-	for _, in := range r.p.Inputs() {
+	if len(r.env.Config.Inputs) == 0 {
+		return fmt.Errorf("%w: a processor needs inputs (ActorConfig.Inputs)", ErrConfig)
+	}
+	for _, in := range r.env.Config.Inputs {
 		i := &input{in: in}
 		if err := r.reset(ctx, i); err != nil {
 			return err
@@ -83,7 +86,7 @@ func (r *processor[D]) serve(ctx context.Context) error {
 		st := r.state()
 		var waitOn *input
 		progressed := false
-		for _, in := range r.p.Inputs() {
+		for _, in := range r.env.Config.Inputs {
 			n := min(r.p.Limit(in, &st.Data), r.env.Config.Batch)
 			if n <= 0 {
 				continue

@@ -49,6 +49,9 @@ func newCore[D any](cfg protocol.ActorConfig, log *slog.Logger, beh Behaviour[D]
 	if cfg.Showstopper <= 0 {
 		cfg.Showstopper = 3
 	}
+	if cfg.StateKey == "" {
+		cfg.StateKey = cfg.Actor
+	}
 	c := &core[D]{
 		env:  Env{Config: cfg, Log: log},
 		plan: plan,
@@ -71,7 +74,7 @@ func (c *core[D]) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("state bucket %s: %w", protocol.StateBucket, err)
 	}
-	c.store = store[D]{kv: kv, key: c.env.Config.Actor}
+	c.store = store[D]{kv: kv, key: c.env.Config.StateKey}
 	st, err := c.store.load(ctx)
 	if err != nil {
 		return err

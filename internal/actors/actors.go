@@ -110,10 +110,6 @@ type Worker struct{}
 
 var _ actor.Processor[WorkerState] = Worker{}
 
-func (Worker) Inputs() []protocol.Input {
-	return []protocol.Input{protocol.WorkerBeats, protocol.WorkerNumbers}
-}
-
 func (Worker) Counters(d *WorkerState) map[string]uint64 {
 	return map[string]uint64{"credits": d.Credits, "beats": d.Beats, "processed": d.Processed, "dead_lettered": d.DeadLettered, "duplicates": d.Duplicates}
 }
@@ -242,7 +238,6 @@ type Logger struct{}
 
 var _ actor.Processor[LoggerState] = Logger{}
 
-func (Logger) Inputs() []protocol.Input               { return []protocol.Input{protocol.LoggerResults} }
 func (Logger) Limit(protocol.Input, *LoggerState) int { return 1 << 20 }
 func (Logger) Counters(d *LoggerState) map[string]uint64 {
 	t := d.Tally

@@ -26,6 +26,7 @@ import (
 	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/proc"
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -49,7 +50,7 @@ func Baseline(ctx context.Context, dir string, n uint64, batch int) (time.Durati
 	}
 	defer nc.Close()
 	topo := natsx.Topology{Queue: max(batch, 1000)}
-	if err := natsx.Ensure(ctx, js, topo); err != nil {
+	if err := natsx.Ensure(ctx, js, topo, registry.Default().Inputs()); err != nil {
 		return 0, err
 	}
 	kv, err := js.KeyValue(ctx, protocol.StateBucket)

@@ -122,7 +122,7 @@ func start(t testing.TB, dataDir string, args ...string) *pipeline {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("supervisor stdout:\n%s\nsupervisor stderr (last 8k):\n%s", p.stdout.String(), lastBytes(p.stderr.String(), 8<<10))
+			t.Logf("supervisor stdout:\n%s\nsupervisor stderr (last 32k):\n%s", p.stdout.String(), lastBytes(p.stderr.String(), 32<<10))
 		}
 	})
 	return p
@@ -142,7 +142,14 @@ func (p *pipeline) wait(timeout time.Duration) int {
 	case <-p.done:
 		return p.code
 	case <-time.After(timeout):
-		p.t.Fatalf("supervisor still running after %s", timeout)
+		// A goroutine dump says where it is stuck (in the stderr logged
+		// when the test fails).
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+		}
+		p.t.Fatalf("supervisor still running after %s (goroutines dumped to its stderr)", timeout)
 		return -1
 	}
 }

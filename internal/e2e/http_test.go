@@ -99,7 +99,7 @@ func TestHTTPAndControl(t *testing.T) {
 		return ok && a.State == "running" && a.PID != oldPID && a.Restarts == 1 && a.Causes["killed"] == 1
 	})
 	code, out := ctl("status")
-	if code != 0 || !strings.Contains(out, "worker") || !strings.Contains(out, "running") || !strings.Contains(out, "signal: killed") {
+	if code != 0 || !strings.Contains(out, "worker") || !strings.Contains(out, "running") || !strings.Contains(out, "killed on request") {
 		t.Fatalf("supervisor status: exit %d:\n%s", code, out)
 	}
 	_, metrics := get(t, base+"/metrics")

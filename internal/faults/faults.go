@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,7 +55,8 @@ const Lesson = "heartbeat:7/once,generator:13/once,worker:33,logger:41"
 // ErrBadPlan is wrapped by every Parse error.
 var ErrBadPlan = errors.New("bad fault plan")
 
-var actors = []string{"generator", "heartbeat", "worker", "logger"}
+// actorName is what an actor may be called (see internal/registry).
+var actorName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
 // Rule is one injected fault.
 type Rule struct {
@@ -129,8 +131,8 @@ func parseRule(s string) (Rule, error) {
 	if !ok {
 		return bad("missing ':'")
 	}
-	if !slices.Contains(actors, actor) {
-		return bad("unknown actor " + strconv.Quote(actor))
+	if !actorName.MatchString(actor) {
+		return bad("bad actor name " + strconv.Quote(actor))
 	}
 	r.Actor = actor
 	key, point, hasPoint := strings.Cut(rest, "@")
@@ -148,6 +150,16 @@ func parseRule(s string) (Rule, error) {
 		}
 	}
 	return r, nil
+}
+
+// Check reports a rule that names none of actors (the registry's names).
+func (p Plan) Check(actors []string) error {
+	for _, r := range p.Rules {
+		if !slices.Contains(actors, r.Actor) {
+			return fmt.Errorf("%w: rule %s: unknown actor %q (the actors are %s)", ErrBadPlan, r, r.Actor, strings.Join(actors, ", "))
+		}
+	}
+	return nil
 }
 
 func (p Plan) String() string {

@@ -2,6 +2,7 @@ package faults
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -17,7 +18,7 @@ func TestParse(t *testing.T) {
 		{in: "worker:5@after-publish/once, logger:7@after-save", want: "worker:5@after-publish/once,logger:7@after-save"},
 		{in: "worker:5@before", want: "worker:5"},
 		{in: "worker", wantErr: ErrBadPlan},
-		{in: "robot:5", wantErr: ErrBadPlan},
+		{in: "Robot:5", wantErr: ErrBadPlan},
 		{in: "worker:-1", wantErr: ErrBadPlan},
 		{in: "worker:1@sometime", wantErr: ErrBadPlan},
 		{in: "worker:1,", wantErr: ErrBadPlan},
@@ -96,5 +97,23 @@ func TestRandom(t *testing.T) {
 	}
 	if same > 50 {
 		t.Fatalf("seeds 42 and 43 share %d of ~1000 hits", same)
+	}
+}
+
+// A plan may name any actor; the supervisor checks the names against its
+// registry, so that an extra actor's faults are accepted.
+func TestCheck(t *testing.T) {
+	p, err := Parse("dlqcount:3,worker:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Check([]string{"worker", "dlqcount"}); err != nil {
+		t.Fatalf("Check with both actors: %v", err)
+	}
+	if err := p.Check([]string{"worker"}); !errors.Is(err, ErrBadPlan) || !strings.Contains(err.Error(), `unknown actor "dlqcount"`) {
+		t.Fatalf("Check without dlqcount: %v, want an unknown actor", err)
+	}
+	if _, err := Parse("Worker!:1"); !errors.Is(err, ErrBadPlan) {
+		t.Fatalf("Parse of a bad name: %v", err)
 	}
 }

@@ -137,15 +137,16 @@ func (t Topology) Bucket() jetstream.KeyValueConfig {
 	}
 }
 
-// Ensure creates or updates every stream, consumer and the state bucket.
-// It is idempotent and runs on every supervisor start.
-func Ensure(ctx context.Context, js jetstream.JetStream, t Topology) error {
+// Ensure creates or updates every stream, the consumers of inputs (every
+// actor's, from the registry) and the state bucket. It is idempotent and
+// runs on every supervisor start.
+func Ensure(ctx context.Context, js jetstream.JetStream, t Topology, inputs []protocol.Input) error {
 	for _, sc := range t.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("stream %s: %w", sc.Name, err)
 		}
 	}
-	for _, in := range protocol.Inputs {
+	for _, in := range inputs {
 		if _, err := js.CreateOrUpdateConsumer(ctx, in.Stream, t.Consumer(in)); err != nil {
 			return fmt.Errorf("consumer %s: %w", in.Consumer, err)
 		}

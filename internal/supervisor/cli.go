@@ -20,6 +20,7 @@ import (
 
 	"github.com/robust/robust/internal/buildinfo"
 	"github.com/robust/robust/internal/faults"
+	"github.com/robust/robust/internal/lifecycle"
 )
 
 // Exit codes of the supervisor command.
@@ -92,12 +93,22 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usage("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
+	// On a terminal the log shares stderr with the progress line: a log
+	// line clears it first and draws it again after.
+	var tty *Terminal
+	logOut := stderr
+	if f, ok := stderr.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = &Terminal{W: f}
+			logOut = tty
+		}
+	}
 	var handler slog.Handler
 	switch *logFormat {
 	case "text":
-		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+		handler = slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level})
 	case "json":
-		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+		handler = slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level})
 	default:
 		return usage("--log-format %q: want text or json", *logFormat)
 	}
@@ -114,12 +125,6 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		return usage("--faults: %v", err)
 	}
 	log := slog.New(handler)
-	var tty io.Writer
-	if f, ok := stderr.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			tty = f
-		}
-	}
 	if *progEvery == 0 {
 		*progEvery = 10 * time.Second
 		if tty != nil {
@@ -141,7 +146,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		Showstopper:   *show,
 		Faults:        *faultPlan,
 		DrainTimeout:  *drain,
-		Policy:        Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
+		Policy:        lifecycle.Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
 		Log:           log,
 		LogLevel:      strings.ToLower(level.String()),
 	})

@@ -7,13 +7,14 @@ package supervisor
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strconv"
 	"time"
 
 	"github.com/robust/robust/internal/faults"
+	"github.com/robust/robust/internal/lifecycle"
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -30,7 +31,12 @@ import (
 //	Faults:       "" (none) — the command line's default is "lesson"
 //	StallAfter:   5s (an actor whose loop stands still this long is hung)
 //	PingEvery:    250ms, PingTimeout: 2s
+//	Registry:     registry.Default() (the four actors)
 type Config struct {
+	// Registry declares the actors to run; a program or a test can run a
+	// supervisor with more (registry.Default().With(...)).
+	Registry registry.Registry
+
 	DataDir    string
 	NATSListen string // host:port, port 0 to 65535
 	NATSURL    string // use this server instead of embedding one
@@ -45,7 +51,7 @@ type Config struct {
 	Faults      string
 
 	DrainTimeout time.Duration
-	Policy       Policy
+	Policy       lifecycle.Policy
 	StallAfter   time.Duration
 	PingEvery    time.Duration
 	PingTimeout  time.Duration
@@ -56,7 +62,7 @@ type Config struct {
 	// Unpaced runs report progress every ProgressEvery (0: none): redrawn
 	// in place on ProgressTTY if set (a terminal), else as log lines.
 	ProgressEvery time.Duration
-	ProgressTTY   io.Writer
+	ProgressTTY   *Terminal
 }
 
 // MaxQueue is the largest Queue: the numbers stream holds Queue values and
@@ -70,19 +76,6 @@ var (
 	// ErrLocked means another supervisor runs on the same data dir.
 	ErrLocked = errors.New("data dir in use by another supervisor")
 )
-
-// GiveUpError is returned when an actor restarted more often than the
-// restart intensity allows.
-type GiveUpError struct {
-	Actor    string
-	Restarts int
-	Window   time.Duration
-	Cause    string
-}
-
-func (e *GiveUpError) Error() string {
-	return fmt.Sprintf("giving up: %s restarted more than %d times within %s; last exit: %s", e.Actor, e.Restarts, e.Window, e.Cause)
-}
 
 func (c *Config) setDefaults() {
 	if c.DataDir == "" {
@@ -115,7 +108,10 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	c.Policy = c.Policy.withDefaults()
+	c.Policy = c.Policy.WithDefaults()
+	if len(c.Registry.All()) == 0 {
+		c.Registry = registry.Default()
+	}
 }
 
 // Validate checks what can be checked without touching the machine.
@@ -135,7 +131,15 @@ func (c *Config) Validate() error {
 	if c.Showstopper < 1 {
 		return fmt.Errorf("%w: --showstopper must be at least 1", ErrConfig)
 	}
-	if _, err := faults.Parse(c.Faults); err != nil {
+	reg := c.Registry
+	if len(reg.All()) == 0 {
+		reg = registry.Default()
+	}
+	plan, err := faults.Parse(c.Faults)
+	if err == nil {
+		err = plan.Check(reg.Names())
+	}
+	if err != nil {
 		return fmt.Errorf("%w: --faults: %v", ErrConfig, err)
 	}
 	if c.NATSURL == "" && c.NATSListen != "" {
@@ -165,9 +169,12 @@ func checkAddr(flag, addr, example string) error {
 	return nil
 }
 
-func (c *Config) actorConfig(name, url string, run uint64) protocol.ActorConfig {
+// actorConfig is what the actor a is handed on Start.
+func (c *Config) actorConfig(a registry.Actor, url string, run uint64) protocol.ActorConfig {
 	return protocol.ActorConfig{
-		Actor:       name,
+		Actor:       a.Name,
+		StateKey:    a.StateKey,
+		Inputs:      a.Inputs,
 		NATSURL:     url,
 		Run:         run,
 		Rate:        c.Rate,

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/api/dashboard"
+	"github.com/robust/robust/internal/events"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -75,9 +76,13 @@ func (d *dashState) addEvent(e Event) {
 	d.events = append(d.events, e)
 }
 
-// restartEvent is the event for an actor's n-th restart.
-func restartEvent(name, cause string, n uint64) Event {
-	return Event{Time: time.Now(), Kind: "restart", Actor: name, Cause: cause, N: n}
+// dashEvent keeps the restarts among the recent events.
+func (s *Supervisor) dashEvent(e events.Event) {
+	if x, ok := e.(events.Exited); ok {
+		s.mu.Lock()
+		s.dash.addEvent(Event{Time: x.At, Kind: "restart", Actor: x.Actor, Cause: x.Exit.String(), N: x.Restart})
+		s.mu.Unlock()
+	}
 }
 
 // Snapshot reads what the dashboard shows. Whatever could not be read is

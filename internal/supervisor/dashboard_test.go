@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/robust/robust/internal/natstest"
 	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -111,7 +112,7 @@ func TestLatestDeadLetters(t *testing.T) {
 	}
 	defer nc.Close()
 	ctx := t.Context()
-	if err := natsx.Ensure(ctx, js, natsx.Topology{Queue: 10}); err != nil {
+	if err := natsx.Ensure(ctx, js, natsx.Topology{Queue: 10}, registry.Default().Inputs()); err != nil {
 		t.Fatal(err)
 	}
 	s := newTestSupervisor(t, io.Discard)
@@ -170,17 +171,21 @@ func TestLatestDeadLetters(t *testing.T) {
 // Stopping the HTTP server ends the open event streams instead of waiting
 // for them.
 func TestStopEndsEventStreams(t *testing.T) {
-	var log strings.Builder
-	s := newTestSupervisor(t, &log) // written only before serveHTTP returns
-	stop, err := s.serveHTTP(t.Context(), "127.0.0.1:0")
+	s := newTestSupervisor(t, io.Discard)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := regexp.MustCompile(`addr=(http://\S+)`).FindStringSubmatch(log.String())
-	if addr == nil {
-		stop()
-		t.Fatalf("no address logged: %s", log.String())
+	srv := s.httpServer()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(l) }()
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-served
 	}
+	addr := []string{"", "http://" + l.Addr().String()}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, addr[1]+"/events", nil)
@@ -231,4 +236,9 @@ func TestCrossOriginPostRefused(t *testing.T) {
 	if code := post(""); code != http.StatusNotFound {
 		t.Fatalf("POST without Origin: %d, want 404", code)
 	}
+}
+
+// restartEvent is the dashboard's event for an actor's n-th restart.
+func restartEvent(name, cause string, n uint64) Event {
+	return Event{Time: time.Now(), Kind: "restart", Actor: name, Cause: cause, N: n}
 }

@@ -12,35 +12,43 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/robust/robust/internal/buildinfo"
+	"github.com/robust/robust/internal/events"
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
 
 // StatusReport is what GET /status and `supervisor status` show.
 type StatusReport struct {
 	Run         uint64            `json:"run"`
+	Build       buildinfo.Info    `json:"build"`
 	Actors      []ActorReport     `json:"actors"`
+	Graph       registry.Graph    `json:"graph"`
 	Queues      map[string]uint64 `json:"queues"` // stream to messages waiting
 	DeadLetters uint64            `json:"dead_letters"`
 }
 
 // ActorReport is one actor in a StatusReport.
 type ActorReport struct {
-	Name          string            `json:"name"`
-	PID           int               `json:"pid"`
-	State         string            `json:"state"` // starting, running, backing off, given up, stopped
-	UptimeSeconds float64           `json:"uptime_seconds"`
-	Restarts      uint64            `json:"restarts"`         // this supervisor's
-	RestartsTotal uint64            `json:"restarts_total"`   // all runs, persisted
-	Causes        map[string]uint64 `json:"causes,omitempty"` // restarts, all runs, by kind of exit
-	LastExit      string            `json:"last_exit,omitempty"`
-	Counters      map[string]uint64 `json:"counters,omitempty"`
+	Name            string            `json:"name"`
+	Kind            registry.Kind     `json:"kind"`
+	PID             int               `json:"pid"`
+	State           string            `json:"state"` // starting, running, backing off, given up, stopped
+	UptimeSeconds   float64           `json:"uptime_seconds"`
+	Restarts        uint64            `json:"restarts"`         // this supervisor's
+	RestartsTotal   uint64            `json:"restarts_total"`   // all runs, persisted
+	Causes          map[string]uint64 `json:"causes,omitempty"` // restarts, all runs, by kind of exit
+	LastExit        string            `json:"last_exit,omitempty"`
+	Counters        map[string]uint64 `json:"counters,omitempty"`
+	ProgressCounter string            `json:"progress_counter"` // the counter that grows while it works
+	Progress        uint64            `json:"progress"`         // its value
 }
 
 // ErrUnknownActor is returned by Kill for a name that is no actor.
@@ -49,24 +57,28 @@ var ErrUnknownActor = errors.New("unknown actor")
 // Report snapshots the pipeline.
 func (s *Supervisor) Report(ctx context.Context) (StatusReport, error) {
 	s.mu.Lock()
-	r := StatusReport{Run: s.run, Queues: map[string]uint64{}}
-	for _, a := range protocol.Actors {
-		st := s.actors[a]
-		ar := ActorReport{Name: a, PID: st.PID, State: st.State, Restarts: st.Restarts,
-			RestartsTotal: s.sup.Restarts[a], LastExit: st.LastCause, Counters: st.Status.Counters,
-			Causes: maps.Clone(s.sup.Causes[a])}
-		if st.State == "running" {
+	r := StatusReport{Run: s.run, Build: buildinfo.Read(), Graph: s.reg.Graph(), Queues: map[string]uint64{}}
+	sup := s.sup
+	js := s.js
+	s.mu.Unlock()
+	for _, st := range s.tab.all() {
+		a, _ := s.reg.Get(st.Name)
+		ar := ActorReport{Name: st.Name, Kind: a.Kind, PID: st.PID, State: st.State, Restarts: st.Restarts,
+			RestartsTotal: sup.Restarts[st.Name], Counters: st.Counters,
+			Causes: maps.Clone(sup.Causes[st.Name]), ProgressCounter: a.Progress, Progress: st.Counters[a.Progress]}
+		if st.LastExit.Cause != "" {
+			ar.LastExit = st.LastExit.String()
+		}
+		if st.State == StateRunning {
 			ar.UptimeSeconds = time.Since(st.Since).Seconds()
 		}
 		r.Actors = append(r.Actors, ar)
 	}
-	js := s.js
-	s.mu.Unlock()
 	if js == nil {
 		return r, nil
 	}
-	for _, name := range []string{protocol.StreamNumbers, protocol.StreamBeats, protocol.StreamResults, protocol.StreamDLQ} {
-		st, err := js.Stream(ctx, name)
+	for _, gs := range r.Graph.Streams {
+		st, err := js.Stream(ctx, gs.Name)
 		if err != nil {
 			return r, err
 		}
@@ -74,28 +86,13 @@ func (s *Supervisor) Report(ctx context.Context) (StatusReport, error) {
 		if err != nil {
 			return r, err
 		}
-		if name == protocol.StreamDLQ {
+		if gs.Name == protocol.StreamDLQ {
 			r.DeadLetters = info.State.Msgs
 		} else {
-			r.Queues[name] = info.State.Msgs
+			r.Queues[gs.Name] = info.State.Msgs
 		}
 	}
 	return r, nil
-}
-
-// Kill sends SIGKILL to an actor's process, to watch it come back.
-func (s *Supervisor) Kill(name string) (pid int, err error) {
-	s.mu.Lock()
-	c := s.children[name]
-	_, known := s.actors[name]
-	s.mu.Unlock()
-	if !known {
-		return 0, fmt.Errorf("%w %q: want one of %s", ErrUnknownActor, name, strings.Join(protocol.Actors, ", "))
-	}
-	if c == nil || c.pid() == 0 {
-		return 0, fmt.Errorf("%s is not running right now", name)
-	}
-	return c.pid(), syscall.Kill(c.pid(), syscall.SIGKILL)
 }
 
 // Handler serves the supervisor's HTTP API:
@@ -112,7 +109,7 @@ func (s *Supervisor) Kill(name string) (pid int, err error) {
 //	GET  /events             Server-Sent Events: a Snapshot as JSON every 400 ms
 func (s *Supervisor) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{s})
+	reg.MustRegister(collector{s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	s.handleDashboard(mux)
@@ -228,30 +225,14 @@ func sameOrigin(h http.Handler) http.Handler {
 	})
 }
 
-// serveHTTP listens on addr until ctx is done. It returns once listening.
-func (s *Supervisor) serveHTTP(ctx context.Context, addr string) (stop func(), err error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("HTTP listener %s: %w (pass --http with a free address, or --http '' to turn it off)", addr, err)
-	}
-	// Shutdown waits for every request to end, and an event stream does not
-	// end by itself: shutting down cancels the requests' context.
+// httpServer serves Handler. Shutdown cancels every request's context:
+// an event stream does not end by itself.
+func (s *Supervisor) httpServer() *http.Server {
 	base, cancelBase := context.WithCancel(context.Background())
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return base }}
 	srv.RegisterOnShutdown(cancelBase)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(l) // returns http.ErrServerClosed on Shutdown
-	}()
-	s.log.Info("HTTP status and metrics", "addr", "http://"+l.Addr().String())
-	return func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		<-done
-	}, nil
+	return srv
 }
 
 // collector turns a status report into Prometheus metrics at each scrape.
@@ -259,43 +240,63 @@ type collector struct{ s *Supervisor }
 
 var (
 	descUp        = prometheus.NewDesc("robust_actor_up", "1 while the actor's process runs.", []string{"actor"}, nil)
-	descRestarts  = prometheus.NewDesc("robust_actor_restarts_total", "Restarts of the actor, all runs, by kind of exit: panic, killed, hang, error.", []string{"actor", "cause"}, nil)
-	descProcessed = prometheus.NewDesc("robust_actor_processed_total", "Messages the actor has handled: numbers generated, beats sent, values processed, results logged.", []string{"actor"}, nil)
-	descLogged    = prometheus.NewDesc("robust_logged_total", "Values logged, by FizzBuzz result.", []string{"result"}, nil)
+	descRestarts  = prometheus.NewDesc("robust_actor_restarts_total", "Restarts of the actor, all runs, by kind of exit: killed, hang, panic, error, exited, start-failed.", []string{"actor", "cause"}, nil)
+	descProcessed = prometheus.NewDesc("robust_actor_processed_total", "The actor's progress counter: numbers generated, beats sent, values processed, results logged.", []string{"actor"}, nil)
 	descQueue     = prometheus.NewDesc("robust_queue_depth", "Messages waiting in a stream.", []string{"stream"}, nil)
-	descDead      = prometheus.NewDesc("robust_dead_letters_total", "Messages in the dead-letter stream.", nil, nil)
+	descDLQ       = prometheus.NewDesc("robust_dlq_messages", "Messages in the dead-letter stream now.", nil, nil)
+	descDead      = prometheus.NewDesc("robust_dead_letters_total", "Messages dead-lettered while this supervisor ran.", nil, nil)
+	descBuild     = prometheus.NewDesc("robust_build_info", "The supervisor's build: always 1.", []string{"version", "revision", "goversion"}, nil)
 )
 
-func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descRestarts, descProcessed, descLogged, descQueue, descDead} {
-		ch <- d
+// registryDescs are the metrics the registry's actors add, by name.
+func (c collector) registryDescs() map[string]*prometheus.Desc {
+	out := map[string]*prometheus.Desc{}
+	for _, a := range c.s.reg.All() {
+		for _, m := range a.Metrics {
+			if _, ok := out[m.Name]; !ok {
+				out[m.Name] = prometheus.NewDesc(m.Name, m.Help, slices.Sorted(maps.Keys(m.Labels)), nil)
+			}
+		}
 	}
+	return out
 }
 
-// progressCounter names the counter that grows while each actor works.
-var progressCounter = map[string]string{
-	protocol.Generator: "generated", protocol.Heartbeat: "beats_total",
-	protocol.Worker: "processed", protocol.Logger: "logged",
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descRestarts, descProcessed, descQueue, descDLQ, descDead, descBuild} {
+		ch <- d
+	}
+	for _, d := range c.registryDescs() {
+		ch <- d
+	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	rep, err := c.s.Report(ctx)
+	b := rep.Build
+	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, b.Version, b.Revision, b.GoVersion)
+	ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(c.s.deadLettered.Load()))
+	descs := c.registryDescs()
 	for _, a := range rep.Actors {
 		up := 0.0
-		if a.State == "running" {
+		if a.State == StateRunning {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, a.Name)
-		for cause, n := range a.Causes {
-			ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(n), a.Name, cause)
+		// Every cause from the start, at 0: increase() misses the first
+		// restart of a series that appears with it.
+		for _, cause := range events.Causes {
+			ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(a.Causes[string(cause)]), a.Name, string(cause))
 		}
-		ch <- prometheus.MustNewConstMetric(descProcessed, prometheus.CounterValue, float64(a.Counters[progressCounter[a.Name]]), a.Name)
-		if a.Name == protocol.Logger {
-			for _, k := range protocol.Kinds {
-				ch <- prometheus.MustNewConstMetric(descLogged, prometheus.CounterValue, float64(a.Counters[k.String()]), k.String())
+		ch <- prometheus.MustNewConstMetric(descProcessed, prometheus.CounterValue, float64(a.Progress), a.Name)
+		ra, _ := c.s.reg.Get(a.Name)
+		for _, m := range ra.Metrics {
+			var values []string
+			for _, k := range slices.Sorted(maps.Keys(m.Labels)) {
+				values = append(values, m.Labels[k])
 			}
+			ch <- prometheus.MustNewConstMetric(descs[m.Name], prometheus.CounterValue, float64(a.Counters[m.Counter]), values...)
 		}
 	}
 	if err != nil {
@@ -304,21 +305,5 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for stream, n := range rep.Queues {
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(n), stream)
 	}
-	ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(rep.DeadLetters))
-}
-
-// causeKind sorts an exit cause into a few label values.
-func causeKind(cause string) string {
-	switch {
-	case cause == "":
-		return "none"
-	case strings.HasPrefix(cause, "panic"):
-		return "panic"
-	case strings.HasPrefix(cause, "hung"):
-		return "hang"
-	case strings.Contains(cause, "killed"):
-		return "killed"
-	default:
-		return "error"
-	}
+	ch <- prometheus.MustNewConstMetric(descDLQ, prometheus.GaugeValue, float64(rep.DeadLetters))
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +80,7 @@ type Summary struct {
 	BeatsSent    uint64            `json:"beats_sent"`    // by the heartbeat, all runs
 	BeatsTaken   uint64            `json:"beats_taken"`   // by the worker, all runs
 	Duplicates   map[string]uint64 `json:"duplicates"`    // republished copies skipped, per actor
+	Actors       []string          `json:"actors"`        // in the registry's order
 	Queued       uint64            `json:"queued"`        // generated values neither logged nor dead-lettered yet
 	DeadLettered []DeadLetter      `json:"dead_lettered"` // the dead letters that stand
 	Replayed     []DeadLetter      `json:"replayed,omitempty"`
@@ -133,21 +135,24 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 		Duplicates:   map[string]uint64{protocol.Worker: wk.Data.Duplicates, protocol.Logger: lg.Data.Duplicates},
 		DeadLettered: dlq,
 		Replayed:     led.replayed,
-		Starts: map[string]uint64{
-			protocol.Generator: gen.Starts, protocol.Heartbeat: hb.Starts,
-			protocol.Worker: wk.Starts, protocol.Logger: lg.Starts,
-		},
-		Restarts:    map[string]uint64{},
-		RunRestarts: map[string]uint64{},
-		LastCause:   sup.LastCause,
-		Counts:      lg.Data.Tally,
+		Actors:       s.reg.Names(),
+		Starts:       map[string]uint64{},
+		Restarts:     map[string]uint64{},
+		RunRestarts:  map[string]uint64{},
+		LastCause:    sup.LastCause,
+		Counts:       lg.Data.Tally,
 	}
-	s.mu.Lock()
-	for _, a := range protocol.Actors {
-		sum.Restarts[a] = sup.Restarts[a]
-		sum.RunRestarts[a] = s.actors[a].Restarts
+	for _, a := range s.reg.All() {
+		st, err := actor.LoadState[json.RawMessage](ctx, s.kv, a.StateKey)
+		if err != nil {
+			return nil, err
+		}
+		sum.Starts[a.Name] = st.Starts
+		sum.Restarts[a.Name] = sup.Restarts[a.Name]
+		if t, ok := s.tab.get(a.Name); ok {
+			sum.RunRestarts[a.Name] = t.Restarts
+		}
 	}
-	s.mu.Unlock()
 	sum.Expected, sum.Queued, sum.Problems = reconcile(sum.Generated, dlq, queued, sum.Counts)
 	sum.OK = len(sum.Problems) == 0
 	return sum, nil
@@ -237,8 +242,8 @@ func (s *Supervisor) ledger(ctx context.Context) (ledger, error) {
 			l.queued = append(l.queued, n)
 		}
 	}
-	pendingResult := func(subject string, h nats.Header, data []byte) {
-		if v, ok := unloggedResult(subject, h, data, lg.Data.LastSource); ok {
+	pendingResult := func(subject, msgID string, h nats.Header, data []byte) {
+		if v, ok := unloggedResult(subject, msgID, h, data, lg.Data.LastSource); ok {
 			l.queued = append(l.queued, v)
 		}
 	}
@@ -249,10 +254,12 @@ func (s *Supervisor) ledger(ctx context.Context) (ledger, error) {
 		if r, err := protocol.DecodeResult(m.data); err == nil && waiting(m.header, lg.Data.Replayed, r.Value) {
 			continue
 		}
-		pendingResult(m.subject, m.header, m.data)
+		pendingResult(m.subject, m.header.Get(protocol.HeaderMsgID), m.header, m.data)
 	}
+	// An outbox entry carries its message ID beside its headers, not in
+	// them: it is set on the publish.
 	for _, o := range wk.Outbox {
-		pendingResult(o.Subject, o.Header, o.Data)
+		pendingResult(o.Subject, o.MsgID, o.Header, o.Data)
 	}
 	// Dead letters committed but not yet published count as dead letters.
 	for _, box := range [][]actor.Out{wk.Outbox, lg.Outbox} {
@@ -357,13 +364,14 @@ func reconcile(generated uint64, dlq []DeadLetter, queuedValues []uint64, logged
 }
 
 // unloggedResult is the value of a result of the worker's that the logger
-// has not logged yet (its source is above the logger's mark).
-func unloggedResult(subject string, h nats.Header, data []byte, lastSource uint64) (uint64, bool) {
+// has not logged yet (its source is above the logger's mark). msgID is the
+// message's Nats-Msg-Id.
+func unloggedResult(subject, msgID string, h nats.Header, data []byte, lastSource uint64) (uint64, bool) {
 	if subject != protocol.SubjectResults {
 		return 0, false
 	}
 	r, err := protocol.DecodeResult(data)
-	if err != nil || h.Get(protocol.HeaderMsgID) != protocol.ResultMsgID(r.Value) {
+	if err != nil || msgID != protocol.ResultMsgID(r.Value) {
 		return 0, false
 	}
 	src, err := strconv.ParseUint(h.Get(protocol.HeaderSourceSequence), 10, 64)
@@ -474,7 +482,7 @@ func (s *Summary) WriteText(w io.Writer) {
 	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	p("\n== summary: run %d, %d beats ==\n", s.Run, s.Beats)
 	p("%-10s %7s %9s %9s  %s\n", "actor", "starts", "restarts", "this run", "last exit")
-	for _, a := range []string{protocol.Heartbeat, protocol.Generator, protocol.Worker, protocol.Logger} {
+	for _, a := range s.Actors {
 		p("%-10s %7d %9d %9d  %s\n", a, s.Starts[a], s.Restarts[a], s.RunRestarts[a], s.LastCause[a])
 	}
 	p("generated %d, processed %d, logged %d, dead-lettered %d, queued %d\n",

@@ -15,12 +15,33 @@ var Handshake = plugin.HandshakeConfig{
 	MagicCookieValue: "b0c4e8f1-robust-actor",
 }
 
+// EnvCrashFD names the environment variable that tells an actor process
+// which file descriptor its crash channel is: the supervisor opens a file
+// there, and the actor writes one CrashReport as JSON to it when it panics
+// or fails, just before it dies. The supervisor reads the exit's cause from
+// it, never from log text.
+const EnvCrashFD = "ROBUST_CRASH_FD"
+
+// CrashReport is what an actor writes to its crash channel.
+type CrashReport struct {
+	Kind    string `json:"kind"`    // CrashPanic or CrashError
+	Message string `json:"message"` // the panic value or the error
+}
+
+// Crash report kinds.
+const (
+	CrashPanic = "panic"
+	CrashError = "error"
+)
+
 // PluginName is the single plugin every actor binary serves.
 const PluginName = "actor"
 
 // ActorConfig is what the supervisor hands an actor when it starts it.
 type ActorConfig struct {
 	Actor       string        // which actor this process is
+	StateKey    string        // its key in the state bucket (default: Actor)
+	Inputs      []Input       // processors: the consumers to read, in poll order
 	NATSURL     string        // where the pipeline's JetStream is
 	Run         uint64        // supervisor run number (beats are counted per run)
 	Rate        time.Duration // heartbeat period; 0 = unpaced

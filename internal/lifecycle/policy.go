@@ -1,4 +1,4 @@
-package supervisor
+package lifecycle
 
 import (
 	"time"
@@ -23,7 +23,8 @@ type Policy struct {
 	Jitter func() float64
 }
 
-func (p Policy) withDefaults() Policy {
+// WithDefaults returns p with its zero fields set to the defaults.
+func (p Policy) WithDefaults() Policy {
 	if p.Base <= 0 {
 		p.Base = 100 * time.Millisecond
 	}
@@ -50,7 +51,7 @@ type Tracker struct {
 }
 
 // NewTracker returns a Tracker for p.
-func NewTracker(p Policy) *Tracker { return &Tracker{p: p.withDefaults()} }
+func NewTracker(p Policy) *Tracker { return &Tracker{p: p.WithDefaults()} }
 
 // Failed records a failure at now of an actor started at started. It returns
 // how long to wait before restarting, or giveUp when restarts exceeded the

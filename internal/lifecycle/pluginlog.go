@@ -1,4 +1,4 @@
-package supervisor
+package lifecycle
 
 import (
 	"context"
@@ -18,7 +18,8 @@ type pluginLogger struct {
 	l            *slog.Logger
 }
 
-func newPluginLogger(l *slog.Logger) hclog.Logger {
+// NewPluginLogger returns go-plugin's logger writing to l.
+func NewPluginLogger(l *slog.Logger) hclog.Logger {
 	return &pluginLogger{Logger: hclog.NewNullLogger(), l: l}
 }
 

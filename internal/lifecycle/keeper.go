@@ -1,0 +1,110 @@
+// Package lifecycle keeps actor processes running: it starts one through
+// go-plugin in its own process group, learns of its exit as an event (not
+// by polling), tells why it ended as a typed cause, health-checks it, and
+// restarts it by a restart policy with backoff and a give-up rule. What
+// happens is reported as typed events (internal/events).
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/robust/robust/internal/events"
+)
+
+// Clock is the time the restart policy sees; tests inject their own.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+// RealClock is the wall clock.
+type RealClock struct{}
+
+// Now implements Clock.
+func (RealClock) Now() time.Time { return time.Now() }
+
+// After implements Clock.
+func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// ExitError is how one life of a child ended when nobody asked it to.
+type ExitError struct {
+	Exit events.Exit
+	PID  int
+}
+
+func (e *ExitError) Error() string { return e.Exit.String() }
+
+// GiveUpError is returned when an actor restarted more often than the
+// restart intensity allows.
+type GiveUpError struct {
+	Actor    string
+	Restarts int
+	Window   time.Duration
+	Last     events.Exit
+}
+
+func (e *GiveUpError) Error() string {
+	return fmt.Sprintf("giving up: %s restarted more than %d times within %s; last exit: %s", e.Actor, e.Restarts, e.Window, e.Last)
+}
+
+// Keeper runs one child again and again by a Policy, until its context is
+// done or the policy gives up.
+type Keeper struct {
+	Name   string
+	Policy Policy
+	Clock  Clock              // nil: RealClock
+	Emit   func(events.Event) // nil: events are dropped
+	// Life runs one life of the child and blocks until it ends: nil when
+	// ctx was done and the child stopped, an *ExitError otherwise (any
+	// other error counts as an exit with cause error).
+	Life func(ctx context.Context) error
+}
+
+// Serve keeps the child running. It returns nil once ctx is done and the
+// child has stopped, or a *GiveUpError.
+func (k *Keeper) Serve(ctx context.Context) error {
+	clock := k.Clock
+	if clock == nil {
+		clock = RealClock{}
+	}
+	emit := k.Emit
+	if emit == nil {
+		emit = func(events.Event) {}
+	}
+	base := func() events.Base { return events.Base{At: clock.Now(), Actor: k.Name} }
+	tracker := NewTracker(k.Policy)
+	var restarts uint64
+	for {
+		started := clock.Now()
+		emit(events.Starting{Base: base()})
+		err := k.Life(ctx)
+		if ctx.Err() != nil {
+			emit(events.Stopped{Base: base()})
+			return nil // stopping: an exit now is no failure to restart
+		}
+		var exit *ExitError
+		if !errors.As(err, &exit) {
+			exit = &ExitError{Exit: events.Exit{Cause: events.CauseError, Detail: fmt.Sprint(err)}}
+			if err == nil {
+				exit.Exit = events.Exit{Cause: events.CauseExited}
+			}
+		}
+		delay, giveUp := tracker.Failed(started, clock.Now())
+		if giveUp {
+			p := tracker.p
+			emit(events.GaveUp{Base: base(), Restarts: p.Intensity, Window: p.Window, Last: exit.Exit})
+			return &GiveUpError{Actor: k.Name, Restarts: p.Intensity, Window: p.Window, Last: exit.Exit}
+		}
+		restarts++
+		emit(events.Exited{Base: base(), PID: exit.PID, Exit: exit.Exit, Restart: restarts, Delay: delay})
+		select {
+		case <-clock.After(delay):
+		case <-ctx.Done():
+			emit(events.Stopped{Base: base()})
+			return nil
+		}
+	}
+}

@@ -1,0 +1,373 @@
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
+
+	"github.com/robust/robust/internal/events"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// Process runs actor processes, one life per call of Life. Zero durations
+// get defaults:
+//
+//	HandshakeTimeout: 10s  go-plugin's handshake
+//	StartTimeout:     15s  the Start call: connecting, loading state
+//	StopTimeout:      10s  a graceful Stop: the batch in hand finishes
+//	PingEvery:        250ms, PingTimeout: 2s
+type Process struct {
+	Name   string
+	Path   string               // the executable
+	Env    []string             // added to the supervisor's environment
+	Config protocol.ActorConfig // handed to the actor's Start
+	Log    *slog.Logger         // the actor's own log lines, and go-plugin's
+	// TempDir holds a directory per life for go-plugin's socket and the
+	// crash channel, removed when the life ends. "": the system's.
+	TempDir string
+	Emit    func(events.Event) // Started and Health; nil: dropped
+	Live    *Live              // where a running process can be found to kill; may be nil
+	// Abort, once closed, makes a stop kill at once instead of asking the
+	// actor to finish its batch.
+	Abort <-chan struct{}
+
+	HandshakeTimeout, StartTimeout, StopTimeout time.Duration
+	PingEvery, PingTimeout                      time.Duration
+}
+
+func (p *Process) defaults() {
+	if p.HandshakeTimeout <= 0 {
+		p.HandshakeTimeout = 10 * time.Second
+	}
+	if p.StartTimeout <= 0 {
+		p.StartTimeout = 15 * time.Second
+	}
+	if p.StopTimeout <= 0 {
+		p.StopTimeout = 10 * time.Second
+	}
+	if p.PingEvery <= 0 {
+		p.PingEvery = 250 * time.Millisecond
+	}
+	if p.PingTimeout <= 0 {
+		p.PingTimeout = 2 * time.Second
+	}
+	if p.Log == nil {
+		p.Log = slog.New(slog.DiscardHandler)
+	}
+	if p.Emit == nil {
+		p.Emit = func(events.Event) {}
+	}
+}
+
+// child is one running process.
+type child struct {
+	name   string
+	pid    int
+	exited chan struct{} // closed when the process has ended (not yet reaped)
+
+	mu     sync.Mutex
+	reason *events.Exit // set when the supervisor ends it on purpose
+}
+
+// end sends SIGKILL to the child's whole process group, recording why
+// first (nil: a stop, no cause).
+func (c *child) end(why *events.Exit) {
+	c.mu.Lock()
+	if c.reason == nil {
+		c.reason = why
+	}
+	c.mu.Unlock()
+	killGroup(c.pid)
+}
+
+func (c *child) why() *events.Exit {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// killGroup kills every process of the group led by pid: the actor and
+// anything it started.
+func killGroup(pid int) {
+	if pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
+
+// Life runs one life of the actor: launch, handshake, Start, then health
+// checks until the process exits (an *ExitError), the checks fail (it is
+// killed: cause hang) or ctx is done (it is stopped; nil).
+func (p *Process) Life(ctx context.Context) error {
+	p.defaults()
+	dir, err := os.MkdirTemp(p.TempDir, p.Name+"-")
+	if err != nil {
+		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
+	}
+	defer os.RemoveAll(dir) // go-plugin's socket, left behind by a crash, and the crash report
+	crashPath := filepath.Join(dir, "crash.json")
+	crash, err := os.Create(crashPath)
+	if err != nil {
+		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
+	}
+	defer crash.Close()
+
+	cmd := exec.Command(p.Path)
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Env = append(cmd.Env,
+		plugin.EnvUnixSocketDir+"="+dir,
+		protocol.EnvCrashFD+"=3",
+	)
+	cmd.ExtraFiles = []*os.File{crash} // fd 3
+	// Its own process group, so that a stop or a kill reaches whatever it
+	// started; and if the supervisor dies, even by SIGKILL, the kernel
+	// kills the actor.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  protocol.Handshake,
+		Plugins:          protocol.PluginMap(nil),
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolNetRPC},
+		Logger:           NewPluginLogger(p.Log),
+		Stderr:           io.Discard, // its lines reach Logger, parsed
+		StartTimeout:     p.HandshakeTimeout,
+	})
+	rpc, err := client.Client()
+	if cmd.Process == nil {
+		client.Kill()
+		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
+	}
+	c := &child{name: p.Name, pid: cmd.Process.Pid, exited: make(chan struct{})}
+	go func() { waitExit(c.pid); close(c.exited) }()
+	// The process is reaped, and its group ended, whatever happens below.
+	defer func() {
+		killGroup(c.pid)
+		client.Kill()
+	}()
+	fail := func(err error) error {
+		return p.ended(c, client, cmd, crashPath, &events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()})
+	}
+	if err != nil {
+		return fail(fmt.Errorf("handshake: %w", err))
+	}
+	raw, err := rpc.Dispense(protocol.PluginName)
+	if err != nil {
+		return fail(fmt.Errorf("dispense: %w", err))
+	}
+	act := raw.(protocol.Actor)
+	if p.Live != nil {
+		p.Live.add(c)
+		defer p.Live.remove(c)
+	}
+	if err := p.start(ctx, c, act); err != nil {
+		return fail(err)
+	}
+	p.Emit(events.Started{Base: events.Base{At: time.Now(), Actor: p.Name}, PID: c.pid})
+
+	ping := time.NewTicker(p.PingEvery)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			p.stop(c, act)
+			return nil
+		case <-c.exited:
+			return p.ended(c, client, cmd, crashPath, nil)
+		case <-ping.C:
+			st, err := call(p.PingTimeout, c.exited, act.Status)
+			if err == nil {
+				p.Emit(events.Health{Base: events.Base{At: time.Now(), Actor: p.Name}, Counters: st.Counters, Done: st.Done})
+				continue
+			}
+			// A dying process (a panic) breaks the RPC line before it is
+			// gone: give it a moment to be reported with its own cause.
+			select {
+			case <-c.exited:
+			case <-time.After(500 * time.Millisecond):
+			}
+			var hang *events.Exit
+			select {
+			case <-c.exited:
+			default:
+				hang = &events.Exit{Cause: events.CauseHang, Detail: "health check failed: " + err.Error()}
+			}
+			return p.ended(c, client, cmd, crashPath, hang)
+		}
+	}
+}
+
+// start calls the actor's Start, bounded by StartTimeout and by its exit.
+func (p *Process) start(ctx context.Context, c *child, act protocol.Actor) error {
+	_, err := call(p.StartTimeout, c.exited, func() (struct{}, error) { return struct{}{}, act.Start(p.Config) })
+	if errors.Is(err, errTimeout) {
+		return fmt.Errorf("did not start within %s", p.StartTimeout)
+	}
+	return err
+}
+
+// stop asks the actor to finish its batch and stop, bounded by
+// StopTimeout; on Abort it is killed at once.
+func (p *Process) stop(c *child, act protocol.Actor) {
+	select {
+	case <-p.Abort:
+		c.end(nil)
+		return
+	default:
+	}
+	done := make(chan struct{})
+	go func() { // returns once the process is killed, at the latest
+		_ = act.Stop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-c.exited:
+	case <-p.Abort:
+	case <-time.After(p.StopTimeout):
+		p.Log.Warn("did not stop within the stop timeout; killing it", "timeout", p.StopTimeout)
+	}
+	c.end(nil)
+}
+
+// ended waits for the process to be reaped and says how it ended: why
+// (when the supervisor ended it, or it failed to start), else the panic or
+// error it reported on its crash channel, else its exit status.
+func (p *Process) ended(c *child, client *plugin.Client, cmd *exec.Cmd, crashPath string, why *events.Exit) error {
+	c.end(why) // the group: whatever the actor left behind goes with it
+	client.Kill()
+	// go-plugin waits for the process in a goroutine that Kill waits for:
+	// cmd.ProcessState is set, and safe to read, once Kill returns.
+	var report protocol.CrashReport
+	if b, err := os.ReadFile(crashPath); err == nil && len(b) > 0 {
+		if json.Unmarshal(b, &report) != nil {
+			report = protocol.CrashReport{}
+		}
+	}
+	return &ExitError{Exit: classify(c.why(), report, cmd.ProcessState), PID: c.pid}
+}
+
+// classify turns how a process ended into an Exit.
+func classify(why *events.Exit, report protocol.CrashReport, ps *os.ProcessState) events.Exit {
+	switch {
+	case why != nil && why.Cause != events.CauseStartFailed:
+		return *why
+	case report.Kind == protocol.CrashPanic:
+		return events.Exit{Cause: events.CausePanic, Detail: report.Message}
+	case why != nil: // did not start; a panic while starting says more
+		if report.Kind == protocol.CrashError {
+			why.Detail += ": " + report.Message
+		}
+		return *why
+	case report.Kind == protocol.CrashError:
+		return events.Exit{Cause: events.CauseError, Detail: report.Message}
+	case ps == nil:
+		return events.Exit{Cause: events.CauseExited, Detail: "exit status unknown"}
+	}
+	ws, _ := ps.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Signaled():
+		return events.Exit{Cause: events.CauseKilled, Detail: "signal: " + ws.Signal().String()}
+	case ps.ExitCode() == 0:
+		return events.Exit{Cause: events.CauseExited, Detail: "exit status 0"}
+	case ps.ExitCode() == 66:
+		return events.Exit{Cause: events.CauseError, Detail: "exit status 66: the race detector found a data race (GORACE exitcode; run with --log-level debug for the report)"}
+	}
+	return events.Exit{Cause: events.CauseError, Detail: "exit status " + strconv.Itoa(ps.ExitCode())}
+}
+
+var errTimeout = errors.New("timed out")
+
+// call runs f, giving up after timeout or when the process exits: an RPC to
+// a stopped (SIGSTOP) process never returns by itself.
+func call[T any](timeout time.Duration, exited <-chan struct{}, f func() (T, error)) (T, error) {
+	type res struct {
+		v   T
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		v, err := f()
+		ch <- res{v, err}
+	}()
+	var zero T
+	select {
+	case r := <-ch:
+		return r.v, r.err
+	case <-exited:
+		return zero, errors.New("the process exited")
+	case <-time.After(timeout):
+		return zero, fmt.Errorf("%w: no answer within %s", errTimeout, timeout)
+	}
+}
+
+// waitExit blocks until the process pid has ended, without reaping it:
+// go-plugin reaps it. The kernel wakes us; nothing polls.
+func waitExit(pid int) {
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			return // ended; or reaped already (ECHILD)
+		}
+	}
+}
+
+// Live is the set of running actor processes, by name.
+type Live struct {
+	mu    sync.Mutex
+	procs map[string]*child
+}
+
+func (l *Live) add(c *child) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.procs == nil {
+		l.procs = map[string]*child{}
+	}
+	l.procs[c.name] = c
+}
+
+func (l *Live) remove(c *child) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.procs[c.name] == c {
+		delete(l.procs, c.name)
+	}
+}
+
+// ErrNotRunning: the actor has no running process right now.
+var ErrNotRunning = errors.New("not running right now")
+
+// Kill sends SIGKILL to the named actor's process group on an operator's
+// request; the exit is reported as killed.
+func (l *Live) Kill(name string) (pid int, err error) {
+	l.mu.Lock()
+	c := l.procs[name]
+	l.mu.Unlock()
+	if c == nil {
+		return 0, fmt.Errorf("%s is %w", name, ErrNotRunning)
+	}
+	c.end(&events.Exit{Cause: events.CauseKilled, Detail: "killed on request (supervisor kill)"})
+	return c.pid, nil
+}
+
+// KillAll kills every running process group at once.
+func (l *Live) KillAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.procs {
+		c.end(nil)
+	}
+}
