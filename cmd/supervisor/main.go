@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/internal/supervisor"
 )
 
@@ -22,5 +23,5 @@ func main() {
 		<-sigs // second: at once
 		kill()
 	}()
-	os.Exit(supervisor.Main(ctx, abort, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(supervisor.Main(ctx, abort, registry.Default(), os.Args[1:], os.Stdout, os.Stderr))
 }

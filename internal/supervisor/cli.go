@@ -21,6 +21,7 @@ import (
 	"github.com/robust/robust/internal/buildinfo"
 	"github.com/robust/robust/internal/faults"
 	"github.com/robust/robust/internal/lifecycle"
+	"github.com/robust/robust/internal/registry"
 )
 
 // Exit codes of the supervisor command.
@@ -31,10 +32,11 @@ const (
 	ExitAborted = 130
 )
 
-// Main is the supervisor command: it parses args, runs the pipeline and
-// prints the summary to stdout. Cancelling ctx stops gracefully; cancelling
-// abort stops at once. It returns the exit code.
-func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) int {
+// Main is the supervisor command: it parses args, runs the pipeline of the
+// actors reg declares (registry.Default() for the project's four) and
+// prints the summary to stdout. Cancelling ctx stops gracefully;
+// cancelling abort stops at once. It returns the exit code.
+func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && (args[0] == "status" || args[0] == "kill" || args[0] == "dlq") {
 		return control(ctx, args, stdout, stderr)
 	}
@@ -132,6 +134,7 @@ func Main(ctx, abort context.Context, args []string, stdout, stderr io.Writer) i
 		}
 	}
 	s, err := New(Config{
+		Registry:      reg,
 		ProgressEvery: *progEvery,
 		ProgressTTY:   tty,
 		DataDir:       *dataDir,

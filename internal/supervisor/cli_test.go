@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/robust/robust/internal/buildinfo"
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -26,7 +27,7 @@ func runMain(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	code = Main(ctx, context.Background(), args, &out, &errOut)
+	code = Main(ctx, context.Background(), registry.Default(), args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

@@ -58,14 +58,18 @@ var ErrUnknownActor = errors.New("unknown actor")
 func (s *Supervisor) Report(ctx context.Context) (StatusReport, error) {
 	s.mu.Lock()
 	r := StatusReport{Run: s.run, Build: buildinfo.Read(), Graph: s.reg.Graph(), Queues: map[string]uint64{}}
-	sup := s.sup
+	restarts := maps.Clone(s.sup.Restarts) // the persisted counts change under s.mu
+	causes := map[string]map[string]uint64{}
+	for name, c := range s.sup.Causes {
+		causes[name] = maps.Clone(c)
+	}
 	js := s.js
 	s.mu.Unlock()
 	for _, st := range s.tab.all() {
 		a, _ := s.reg.Get(st.Name)
 		ar := ActorReport{Name: st.Name, Kind: a.Kind, PID: st.PID, State: st.State, Restarts: st.Restarts,
-			RestartsTotal: sup.Restarts[st.Name], Counters: st.Counters,
-			Causes: maps.Clone(sup.Causes[st.Name]), ProgressCounter: a.Progress, Progress: st.Counters[a.Progress]}
+			RestartsTotal: restarts[st.Name], Counters: st.Counters,
+			Causes: causes[st.Name], ProgressCounter: a.Progress, Progress: st.Counters[a.Progress]}
 		if st.LastExit.Cause != "" {
 			ar.LastExit = st.LastExit.String()
 		}
