@@ -26,7 +26,11 @@ BENCH_FLAGS ?=
 bench: build
 	$(BIN)/bench $(BENCH_FLAGS)
 
-# The container image without a registry: static binaries into scratch.
+# The container image without a registry: every cmd/* built static and
+# stripped into bin/, then bin/ into scratch (Dockerfile.scratch).
+IMAGE_GOFLAGS ?= -trimpath '-ldflags=-s -w'
+image: export CGO_ENABLED := 0
+image: export GOFLAGS := $(GOFLAGS) $(IMAGE_GOFLAGS)
 image: build
 	docker build -f Dockerfile.scratch -t robust:local .
 
