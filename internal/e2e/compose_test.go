@@ -15,10 +15,12 @@ import (
 )
 
 // The compose stack on the local Docker engine: the image as `make image`
-// makes it (every cmd/*, static and stripped); up; kill the worker with the
-// control command inside the container, see it restart, read the dead
-// letters through the published NATS port, stop gracefully (the summary in
-// the logs), down.
+// makes it (every cmd/*, static and stripped); its healthcheck command
+// fails with no supervisor; up; kill the worker with the control command
+// inside the container, see it restart; the container has restart:
+// unless-stopped, reaches healthy, and all its processes run as the
+// non-root user; read the dead letters through the published NATS port,
+// stop gracefully (the summary in the logs), down.
 func TestComposeStack(t *testing.T) {
 	t.Parallel()
 	compose := []string{"docker-compose"}
@@ -62,6 +64,12 @@ func TestComposeStack(t *testing.T) {
 	run(nil, "docker", "build", "-q", "-t", image, ctxDir)
 	t.Cleanup(func() { _ = exec.Command("docker", "rmi", "-f", image).Run() })
 
+	// The healthcheck's command fails when no supervisor answers.
+	if out, err := exec.Command("docker", "run", "--rm", "--entrypoint", "/supervisor", image,
+		"status", "--http", "127.0.0.1:1").CombinedOutput(); err == nil {
+		t.Fatalf("supervisor status with no supervisor: exit 0, want non-zero\n%s", out)
+	}
+
 	natsPort, httpPort := freePort(t), freePort(t)
 	env := []string{"ROBUST_IMAGE=" + image, "ROBUST_RATE=50",
 		fmt.Sprintf("ROBUST_NATS_PORT=%d", natsPort), fmt.Sprintf("ROBUST_HTTP_PORT=%d", httpPort)}
@@ -93,6 +101,38 @@ func TestComposeStack(t *testing.T) {
 		return ok && a.State == "running" && a.Causes["killed"] >= 1
 	})
 
+	inspect := func(format string) string {
+		t.Helper()
+		return strings.TrimSpace(run(nil, "docker", "inspect", "-f", format, id))
+	}
+	if got := inspect("{{.HostConfig.RestartPolicy.Name}}"); got != "unless-stopped" {
+		t.Errorf("restart policy %q, want unless-stopped", got)
+	}
+	if got := inspect("{{.Config.User}}"); got != composeUser {
+		t.Errorf("container user %q, want %s", got, composeUser)
+	}
+	// The first check runs an interval (10s) after the start.
+	waitFor(t, 60*time.Second, "the healthcheck to report healthy", func() bool {
+		if inspect("{{.State.Health.Status}}") == "healthy" {
+			return true
+		}
+		time.Sleep(500 * time.Millisecond)
+		return false
+	})
+	// Every process in the container (the supervisor and the actors it
+	// spawned) runs as that uid.
+	uid, _, _ := strings.Cut(composeUser, ":")
+	top := run(nil, "docker", "top", id, "-o", "pid,uid") // the daemon needs the pid column
+	lines := strings.Split(strings.TrimSpace(top), "\n")
+	if len(lines) < 3 { // the header, the supervisor, at least one actor
+		t.Fatalf("docker top: want the supervisor and its actors, got\n%s", top)
+	}
+	for _, l := range lines[1:] {
+		if f := strings.Fields(l); len(f) != 2 || f[1] != uid {
+			t.Fatalf("want every process to run as uid %s, docker top says\n%s", uid, top)
+		}
+	}
+
 	_, js, err := natsx.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "e2e")
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +153,9 @@ func TestComposeStack(t *testing.T) {
 		t.Fatalf("no summary in the logs after a graceful stop:\n%s", lastBytes(logs, 4000))
 	}
 }
+
+// composeUser is the user docker-compose.yml and both Dockerfiles run as.
+const composeUser = "65532:65532"
 
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
