@@ -20,6 +20,7 @@ import (
 
 	"github.com/robust/robust/internal/buildinfo"
 	"github.com/robust/robust/internal/faults"
+	"github.com/robust/robust/internal/ledger"
 	"github.com/robust/robust/internal/lifecycle"
 	"github.com/robust/robust/internal/registry"
 )
@@ -300,7 +301,7 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	if method == http.MethodPost && cmd == "dlq" {
-		client.Timeout = replayWait + 15*time.Second // a full stream is waited on
+		client.Timeout = ledger.ReplayWait + 15*time.Second // a full stream is waited on
 	}
 	base := "http://" + *addr
 	fail := func(err error) int {

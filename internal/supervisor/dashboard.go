@@ -14,6 +14,7 @@ import (
 
 	"github.com/robust/robust/internal/api/dashboard"
 	"github.com/robust/robust/internal/events"
+	"github.com/robust/robust/internal/ledger"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -143,7 +144,7 @@ func (s *Supervisor) latestDeadLetters(ctx context.Context) ([]RecentLetter, err
 		if err != nil {
 			return nil, fmt.Errorf("stream %s seq %d: %w", protocol.StreamDLQ, seq, err)
 		}
-		out = append(out, RecentLetter{DeadLetter: deadLetterOf(m.Sequence, m.Header, m.Data), Time: m.Time})
+		out = append(out, RecentLetter{DeadLetter: ledger.DeadLetterOf(m.Sequence, m.Header, m.Data), Time: m.Time})
 	}
 	d.dlqKey, d.dlq = key, out
 	return slices.Clone(out), nil

@@ -21,6 +21,7 @@ import (
 
 	"github.com/robust/robust/internal/buildinfo"
 	"github.com/robust/robust/internal/events"
+	"github.com/robust/robust/internal/ledger"
 	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -132,7 +133,7 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("GET /dlq", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		dls, err := s.deadLetters(ctx)
+		dls, err := s.led.DeadLetters(ctx)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -169,7 +170,7 @@ func (s *Supervisor) Handler() http.Handler {
 		fmt.Fprintf(w, "\n%s\n", m.Data)
 	})
 	replay := func(w http.ResponseWriter, r *http.Request, ids []uint64, all bool) {
-		ctx, cancel := context.WithTimeout(r.Context(), replayWait+10*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), ledger.ReplayWait+10*time.Second)
 		defer cancel()
 		rs, err := s.Replay(ctx, ids, all)
 		switch {
@@ -181,11 +182,11 @@ func (s *Supervisor) Handler() http.Handler {
 			return
 		case err != nil:
 			w.WriteHeader(http.StatusServiceUnavailable)
-			writeReplayed(w, rs)
+			ledger.WriteReplayed(w, rs)
 			fmt.Fprintln(w, err)
 			return
 		}
-		writeReplayed(w, rs)
+		ledger.WriteReplayed(w, rs)
 	}
 	mux.HandleFunc("POST /dlq/{seq}/replay", func(w http.ResponseWriter, r *http.Request) {
 		seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)

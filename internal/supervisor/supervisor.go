@@ -21,6 +21,7 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/robust/robust/internal/events"
+	"github.com/robust/robust/internal/ledger"
 	"github.com/robust/robust/internal/lifecycle"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/registry"
@@ -57,9 +58,8 @@ type Supervisor struct {
 	tab  *table
 	live lifecycle.Live
 
-	aborted  atomic.Bool
-	supMu    sync.Mutex // serialises writes of the supervisor's state
-	replayMu sync.Mutex // serialises dead-letter replays
+	aborted atomic.Bool
+	supMu   sync.Mutex // serialises writes of the supervisor's state
 
 	mu   sync.Mutex
 	url  string
@@ -67,6 +67,7 @@ type Supervisor struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	kv   jetstream.KeyValue
+	led  *ledger.Ledger
 	sup  supState
 	dash dashState // the dashboard's recent events (under mu) and dead letters
 
@@ -168,6 +169,7 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	if s.kv, err = js.KeyValue(setup, protocol.StateBucket); err != nil {
 		return nil, fmt.Errorf("state bucket: %w", err)
 	}
+	s.led = &ledger.Ledger{JS: js, KV: s.kv}
 	if err := s.beginRun(setup); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package supervisor
+package ledger
 
 import (
 	"context"
@@ -30,8 +30,8 @@ type Replayed struct {
 	Skipped string `json:"skipped,omitempty"` // why it was not replayed (with all)
 }
 
-// replayWait bounds how long a replay waits for room in a full stream.
-const replayWait = 30 * time.Second
+// ReplayWait bounds how long a replay waits for room in a full stream.
+const ReplayWait = 30 * time.Second
 
 // Replay puts dead letters back on their original subjects, each as one
 // message with Nats-Msg-Id replay-<ID> and HeaderReplay, so that it flows
@@ -44,10 +44,10 @@ const replayWait = 30 * time.Second
 // Replay it after fixing the cause (for example with --faults none):
 // otherwise the replay is dead-lettered again, as a new dead letter that
 // replaces this one.
-func (s *Supervisor) Replay(ctx context.Context, ids []uint64, all bool) ([]Replayed, error) {
+func (s *Ledger) Replay(ctx context.Context, ids []uint64, all bool) ([]Replayed, error) {
 	s.replayMu.Lock() // one replay at a time: each checks, then publishes
 	defer s.replayMu.Unlock()
-	dls, err := s.deadLetters(ctx)
+	dls, err := s.DeadLetters(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -83,15 +83,14 @@ func (s *Supervisor) Replay(ctx context.Context, ids []uint64, all bool) ([]Repl
 			return todo[:i], fmt.Errorf("replay of dead letter %d: %w", r.Seq, err)
 		}
 		r.Status = StatusReplayQueued
-		s.log.Info("dead letter replayed", "id", r.Seq, "actor", r.Actor, "value", r.valueText(), "subject", r.Subject)
 	}
 	return todo, nil
 }
 
 // replayOne publishes one dead letter onto its original subject, waiting
 // while the stream is full.
-func (s *Supervisor) replayOne(ctx context.Context, d DeadLetter) error {
-	st, err := s.js.Stream(ctx, protocol.StreamDLQ)
+func (s *Ledger) replayOne(ctx context.Context, d DeadLetter) error {
+	st, err := s.JS.Stream(ctx, protocol.StreamDLQ)
 	if err != nil {
 		return err
 	}
@@ -101,32 +100,32 @@ func (s *Supervisor) replayOne(ctx context.Context, d DeadLetter) error {
 	}
 	msg := &nats.Msg{Subject: d.Subject, Data: m.Data, Header: nats.Header{}}
 	msg.Header.Set(protocol.HeaderReplay, strconv.FormatUint(d.Seq, 10))
-	ctx, cancel := context.WithTimeout(ctx, replayWait)
+	ctx, cancel := context.WithTimeout(ctx, ReplayWait)
 	defer cancel()
 	for {
-		_, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(protocol.ReplayMsgID(d.Seq)), jetstream.WithExpectStream(d.Stream))
+		_, err := s.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(protocol.ReplayMsgID(d.Seq)), jetstream.WithExpectStream(d.Stream))
 		var apiErr *jetstream.APIError
 		if !errors.As(err, &apiErr) || apiErr.ErrorCode != natsx.ErrCodeStreamFull {
 			return err // a duplicate (replayed moments ago) is no error
 		}
 		select { // full: the worker is not taking numbers now
 		case <-ctx.Done():
-			return fmt.Errorf("stream %s stayed full for %s: is the pipeline running with beats (--beats 0 runs on)? %w", d.Stream, replayWait, err)
+			return fmt.Errorf("stream %s stayed full for %s: is the pipeline running with beats (--beats 0 runs on)? %w", d.Stream, ReplayWait, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// writeReplayed prints replay outcomes for people.
-func writeReplayed(w io.Writer, rs []Replayed) {
+// WriteReplayed prints replay outcomes for people.
+func WriteReplayed(w io.Writer, rs []Replayed) {
 	n := 0
 	for _, r := range rs {
 		if r.Skipped != "" {
-			fmt.Fprintf(w, "skipped dead letter %d (%s %s): %s\n", r.Seq, r.Actor, r.valueText(), r.Skipped)
+			fmt.Fprintf(w, "skipped dead letter %d (%s %s): %s\n", r.Seq, r.Actor, r.ValueText(), r.Skipped)
 			continue
 		}
 		n++
-		fmt.Fprintf(w, "replayed dead letter %d (%s %s) onto %s\n", r.Seq, r.Actor, r.valueText(), r.Subject)
+		fmt.Fprintf(w, "replayed dead letter %d (%s %s) onto %s\n", r.Seq, r.Actor, r.ValueText(), r.Subject)
 	}
 	fmt.Fprintf(w, "%d replayed, %d skipped\n", n, len(rs)-n)
 }

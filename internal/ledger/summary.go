@@ -1,4 +1,4 @@
-package supervisor
+package ledger
 
 import (
 	"cmp"
@@ -93,25 +93,31 @@ type Summary struct {
 	Problems     []string          `json:"problems,omitempty"`
 }
 
+// ActorCounts is what the supervisor counted of one actor, for the summary.
+type ActorCounts struct {
+	Name        string
+	StateKey    string
+	Restarts    uint64 // all runs, persisted
+	RunRestarts uint64 // under this supervisor
+	LastExit    string
+}
+
 // Summarize reads the pipeline's state and streams and reconciles them.
-func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
-	gen, err := actor.LoadState[actors.GeneratorState](ctx, s.kv, protocol.Generator)
+// run is the run number; actors are listed in their order.
+func (s *Ledger) Summarize(ctx context.Context, run uint64, actorCounts []ActorCounts) (*Summary, error) {
+	gen, err := actor.LoadState[actors.GeneratorState](ctx, s.KV, protocol.Generator)
 	if err != nil {
 		return nil, err
 	}
-	hb, err := actor.LoadState[actors.HeartbeatState](ctx, s.kv, protocol.Heartbeat)
+	hb, err := actor.LoadState[actors.HeartbeatState](ctx, s.KV, protocol.Heartbeat)
 	if err != nil {
 		return nil, err
 	}
-	sup, err := s.loadSup(ctx)
+	led, err := s.Read(ctx)
 	if err != nil {
 		return nil, err
 	}
-	led, err := s.ledger(ctx)
-	if err != nil {
-		return nil, err
-	}
-	dlq, queued, wk, lg := led.standing, led.queued, led.wk, led.lg
+	dlq, queued, wk, lg := led.Standing, led.queued, led.wk, led.lg
 	// The generator may have died after publishing values and before saving
 	// its position: those values exist (it republishes the same ones, which
 	// are then dropped or skipped). Generated is what the evidence shows.
@@ -125,7 +131,7 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 		}
 	}
 	sum := &Summary{
-		Run:          sup.Run,
+		Run:          run,
 		Beats:        hb.Data.Beats,
 		Generated:    generated,
 		Processed:    wk.Data.Processed,
@@ -134,23 +140,24 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 		BeatsTaken:   wk.Data.Beats,
 		Duplicates:   map[string]uint64{protocol.Worker: wk.Data.Duplicates, protocol.Logger: lg.Data.Duplicates},
 		DeadLettered: dlq,
-		Replayed:     led.replayed,
-		Actors:       s.reg.Names(),
+		Replayed:     led.Replayed,
 		Starts:       map[string]uint64{},
 		Restarts:     map[string]uint64{},
 		RunRestarts:  map[string]uint64{},
-		LastCause:    sup.LastCause,
+		LastCause:    map[string]string{},
 		Counts:       lg.Data.Tally,
 	}
-	for _, a := range s.reg.All() {
-		st, err := actor.LoadState[json.RawMessage](ctx, s.kv, a.StateKey)
+	for _, a := range actorCounts {
+		st, err := actor.LoadState[json.RawMessage](ctx, s.KV, a.StateKey)
 		if err != nil {
 			return nil, err
 		}
+		sum.Actors = append(sum.Actors, a.Name)
 		sum.Starts[a.Name] = st.Starts
-		sum.Restarts[a.Name] = sup.Restarts[a.Name]
-		if t, ok := s.tab.get(a.Name); ok {
-			sum.RunRestarts[a.Name] = t.Restarts
+		sum.Restarts[a.Name] = a.Restarts
+		sum.RunRestarts[a.Name] = a.RunRestarts
+		if a.LastExit != "" {
+			sum.LastCause[a.Name] = a.LastExit
 		}
 	}
 	sum.Expected, sum.Queued, sum.Problems = reconcile(sum.Generated, dlq, queued, sum.Counts)
@@ -158,24 +165,24 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 	return sum, nil
 }
 
-// ledger is what the streams and the consumers' states say of every value
+// Book is what the streams and the consumers' states say of every value
 // not yet logged: the dead letters that stand and those replayed, and the
 // values still queued.
-type ledger struct {
-	standing []DeadLetter
-	replayed []DeadLetter
+type Book struct {
+	Standing []DeadLetter
+	Replayed []DeadLetter
 	queued   []uint64
 	wk       actor.State[actors.WorkerState]
 	lg       actor.State[actors.LoggerState]
 }
 
 // deadLetters reads the DLQ and what became of replayed dead letters.
-func (s *Supervisor) deadLetters(ctx context.Context) ([]DeadLetter, error) {
-	l, err := s.ledger(ctx)
+func (s *Ledger) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	l, err := s.Read(ctx)
 	if err != nil {
 		return nil, err
 	}
-	all := append(l.standing, l.replayed...)
+	all := append(l.Standing, l.Replayed...)
 	slices.SortFunc(all, func(a, b DeadLetter) int { return cmp.Compare(a.Seq, b.Seq) })
 	return all, nil
 }
@@ -189,28 +196,28 @@ type queuedMsg struct {
 	data    []byte
 }
 
-// ledger reads the DLQ, then NUMBERS and RESULTS, then the worker's and
+// Read reads the DLQ, then NUMBERS and RESULTS, then the worker's and
 // logger's states: in that order, a replay or a value the consumers take
 // while it reads shows as taken, never as nowhere.
-func (s *Supervisor) ledger(ctx context.Context) (ledger, error) {
-	var l ledger
-	dlq, err := readDLQ(ctx, s.js)
+func (s *Ledger) Read(ctx context.Context) (Book, error) {
+	var l Book
+	dlq, err := readDLQ(ctx, s.JS)
 	if err != nil {
 		return l, err
 	}
 	var numbers, results []queuedMsg
 	for name, into := range map[string]*[]queuedMsg{protocol.StreamNumbers: &numbers, protocol.StreamResults: &results} {
-		err := eachMsg(ctx, s.js, name, 1, func(m *jetstream.RawStreamMsg) {
+		err := eachMsg(ctx, s.JS, name, 1, func(m *jetstream.RawStreamMsg) {
 			*into = append(*into, queuedMsg{m.Sequence, m.Subject, m.Header, m.Data})
 		})
 		if err != nil {
 			return l, err
 		}
 	}
-	if l.wk, err = actor.LoadState[actors.WorkerState](ctx, s.kv, protocol.Worker); err != nil {
+	if l.wk, err = actor.LoadState[actors.WorkerState](ctx, s.KV, protocol.Worker); err != nil {
 		return l, err
 	}
-	if l.lg, err = actor.LoadState[actors.LoggerState](ctx, s.kv, protocol.Logger); err != nil {
+	if l.lg, err = actor.LoadState[actors.LoggerState](ctx, s.KV, protocol.Logger); err != nil {
 		return l, err
 	}
 	wk, lg := l.wk, l.lg
@@ -265,7 +272,7 @@ func (s *Supervisor) ledger(ctx context.Context) (ledger, error) {
 	for _, box := range [][]actor.Out{wk.Outbox, lg.Outbox} {
 		for _, o := range box {
 			if strings.HasPrefix(o.Subject, protocol.SubjectDLQ+".") {
-				dlq = append(dlq, deadLetterOf(0, o.Header, o.Data))
+				dlq = append(dlq, DeadLetterOf(0, o.Header, o.Data))
 			}
 		}
 	}
@@ -276,7 +283,7 @@ func (s *Supervisor) ledger(ctx context.Context) (ledger, error) {
 		taken[q] = true
 	}
 	sorted := sortDeadLetters(dlq, taken, replaying)
-	l.standing, l.replayed = sorted.standing, sorted.replayed
+	l.Standing, l.Replayed = sorted.Standing, sorted.Replayed
 	return l, nil
 }
 
@@ -284,7 +291,7 @@ func (s *Supervisor) ledger(ctx context.Context) (ledger, error) {
 // taken: the worker or logger took its replay), replay queued (in
 // replaying), or dead. A replay that was dead-lettered again is a new dead
 // letter; the one it replayed counts no more.
-func sortDeadLetters(dlq []DeadLetter, taken, replaying map[uint64]bool) ledger {
+func sortDeadLetters(dlq []DeadLetter, taken, replaying map[uint64]bool) Book {
 	// (A dead letter whose replay is dead again was taken, whatever the
 	// state said when it was read.)
 	again := map[uint64]uint64{}
@@ -293,7 +300,7 @@ func sortDeadLetters(dlq []DeadLetter, taken, replaying map[uint64]bool) ledger 
 			again[d.Replay] = d.Seq
 		}
 	}
-	var l ledger
+	var l Book
 	for _, d := range dlq {
 		switch {
 		case d.Seq != 0 && again[d.Seq] != 0:
@@ -304,10 +311,10 @@ func sortDeadLetters(dlq []DeadLetter, taken, replaying map[uint64]bool) ledger 
 			d.Status = StatusReplayQueued
 		default:
 			d.Status = StatusDead
-			l.standing = append(l.standing, d)
+			l.Standing = append(l.Standing, d)
 			continue
 		}
-		l.replayed = append(l.replayed, d)
+		l.Replayed = append(l.Replayed, d)
 	}
 	return l
 }
@@ -382,15 +389,15 @@ func unloggedResult(subject, msgID string, h nats.Header, data []byte, lastSourc
 func readDLQ(ctx context.Context, js jetstream.JetStream) ([]DeadLetter, error) {
 	var out []DeadLetter
 	err := eachMsg(ctx, js, protocol.StreamDLQ, 1, func(m *jetstream.RawStreamMsg) {
-		out = append(out, deadLetterOf(m.Sequence, m.Header, m.Data))
+		out = append(out, DeadLetterOf(m.Sequence, m.Header, m.Data))
 	})
 	return out, err
 }
 
-// deadLetterOf reads one dead letter. Its value counts only if the message
+// DeadLetterOf reads one dead letter. Its value counts only if the message
 // was the pipeline's own: a foreign one (published by hand) is no
 // generated value.
-func deadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
+func DeadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
 	d := DeadLetter{
 		Seq:     seq,
 		Actor:   h.Get(protocol.HeaderActor),
@@ -422,7 +429,8 @@ func deadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
 	return d
 }
 
-func (d DeadLetter) valueText() string {
+// ValueText is the dead letter's value as text, or "(no value)".
+func (d DeadLetter) ValueText() string {
 	if d.Value == nil {
 		return "(no value)"
 	}
@@ -490,11 +498,11 @@ func (s *Summary) WriteText(w io.Writer) {
 	p("beats sent %d, taken %d; republished copies skipped: worker %d, logger %d\n",
 		s.BeatsSent, s.BeatsTaken, s.Duplicates[protocol.Worker], s.Duplicates[protocol.Logger])
 	for _, d := range s.DeadLettered {
-		v := d.valueText()
+		v := d.ValueText()
 		p("  dead letter %d: %s %s after %d deliveries: %s\n", d.Seq, d.Actor, v, d.Deliveries, d.Reason)
 	}
 	for _, d := range s.Replayed {
-		p("  dead letter %d (%s %s): %s\n", d.Seq, d.Actor, d.valueText(), d.Status)
+		p("  dead letter %d (%s %s): %s\n", d.Seq, d.Actor, d.ValueText(), d.Status)
 	}
 	t := s.Counts
 	p("counts: fizz %d, buzz %d, fizzbuzz %d, value %d\n", t.Fizz, t.Buzz, t.FizzBuzz, t.Value)

@@ -1,54 +1,27 @@
-package supervisor
+package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/pkg/protocol"
 )
 
-// drain waits until every beat is spent and every result logged, or the
-// drain timeout passes, or an actor gives up.
-func (s *Supervisor) drain(abort context.Context, errc <-chan error, generatorRuns bool) error {
-	deadline := time.Now().Add(s.cfg.DrainTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		left, err := s.inFlight(ctx, generatorRuns)
-		cancel()
-		if err == nil && left == "" {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			if err != nil {
-				left = err.Error()
-			}
-			return fmt.Errorf("drain timeout (%s) passed with work left: %s", s.cfg.DrainTimeout, left)
-		}
-		select {
-		case <-abort.Done():
-			return errors.New("aborted while draining")
-		case err := <-errc:
-			return err
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// inFlight says what work is left, or "" when the pipeline is drained.
-func (s *Supervisor) inFlight(ctx context.Context, generatorRuns bool) (string, error) {
+// InFlight says what work is left, or "" when the pipeline is drained.
+// generatorRuns: the generator keeps the numbers stream full, so the
+// worker's unspent beats count only while it runs.
+func (s *Ledger) InFlight(ctx context.Context, generatorRuns bool) (string, error) {
 	// Read the worker's state before and after the streams: if it moved, a
 	// result may have been published after RESULTS was read.
-	_, before, err := actor.LoadStateRev[actors.WorkerState](ctx, s.kv, protocol.Worker)
+	_, before, err := actor.LoadStateRev[actors.WorkerState](ctx, s.KV, protocol.Worker)
 	if err != nil {
 		return "", err
 	}
 	msgs := map[string]uint64{}
 	for _, name := range []string{protocol.StreamNumbers, protocol.StreamBeats, protocol.StreamResults} {
-		st, err := s.js.Stream(ctx, name)
+		st, err := s.JS.Stream(ctx, name)
 		if err != nil {
 			return "", err
 		}
@@ -58,11 +31,11 @@ func (s *Supervisor) inFlight(ctx context.Context, generatorRuns bool) (string, 
 		}
 		msgs[name] = info.State.Msgs
 	}
-	w, rev, err := actor.LoadStateRev[actors.WorkerState](ctx, s.kv, protocol.Worker)
+	w, rev, err := actor.LoadStateRev[actors.WorkerState](ctx, s.KV, protocol.Worker)
 	if err != nil {
 		return "", err
 	}
-	lg, err := actor.LoadState[actors.LoggerState](ctx, s.kv, protocol.Logger)
+	lg, err := actor.LoadState[actors.LoggerState](ctx, s.KV, protocol.Logger)
 	if err != nil {
 		return "", err
 	}

@@ -1,4 +1,4 @@
-package supervisor
+package ledger
 
 import (
 	"maps"
@@ -287,22 +287,22 @@ func TestReplayedDeadLettersBalance(t *testing.T) {
 	dlq = append(dlq, DeadLetter{Seq: 5, Actor: protocol.Worker, Value: u(50), Subject: protocol.SubjectNumbers, Replay: 4})
 	l := sortDeadLetters(dlq, map[uint64]bool{1: true, 4: true}, map[uint64]bool{2: true})
 	status := map[uint64]string{}
-	for _, d := range append(l.standing, l.replayed...) {
+	for _, d := range append(l.Standing, l.Replayed...) {
 		status[d.Seq] = d.Status
 	}
 	want := map[uint64]string{1: StatusReplayed, 2: StatusReplayQueued, 3: StatusDead, 4: "replayed, dead again as 5", 5: StatusDead}
-	if !maps.Equal(status, want) || len(l.standing) != 2 {
-		t.Fatalf("statuses %v (standing %d), want %v", status, len(l.standing), want)
+	if !maps.Equal(status, want) || len(l.Standing) != 2 {
+		t.Fatalf("statuses %v (standing %d), want %v", status, len(l.Standing), want)
 	}
-	if why := l.standing[0].Replayable(); !strings.Contains(why, "would only be dead-lettered again") {
+	if why := l.Standing[0].Replayable(); !strings.Contains(why, "would only be dead-lettered again") {
 		t.Fatalf("a malformed dead letter is replayable: %q", why)
 	}
-	if why := l.standing[1].Replayable(); why != "" {
+	if why := l.Standing[1].Replayable(); why != "" {
 		t.Fatalf("the dead replay of 50 is not replayable: %q", why)
 	}
 	// 33 was taken and logged, 41 waits as a replay, 50 is dead once.
 	logged := without(span(0, 60), 41, 50)
-	_, queued, problems := reconcile(60, l.standing, []uint64{41}, tallyOf(t, logged...))
+	_, queued, problems := reconcile(60, l.Standing, []uint64{41}, tallyOf(t, logged...))
 	if queued != 1 || len(problems) != 0 {
 		t.Fatalf("queued %d, problems %v; want 1 and none", queued, problems)
 	}
