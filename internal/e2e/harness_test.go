@@ -92,6 +92,12 @@ func freePort(t testing.TB) int {
 // start runs bin/supervisor on dataDir (a new temp dir if empty) with args.
 func start(t testing.TB, dataDir string, args ...string) *pipeline {
 	t.Helper()
+	return startEnv(t, nil, dataDir, args...)
+}
+
+// startEnv is start with more environment variables.
+func startEnv(t testing.TB, env []string, dataDir string, args ...string) *pipeline {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
@@ -107,6 +113,9 @@ func start(t testing.TB, dataDir string, args ...string) *pipeline {
 	}, args...)
 	p.cmd = exec.Command(filepath.Join(binDir, "supervisor"), all...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,13 @@ func (p *Process) Life(ctx context.Context) error {
 	}
 	defer crash.Close()
 
-	cmd := exec.Command(p.Path)
+	// Until the handshake is done, a stop kills the process: a binary that
+	// never answers must not hold up the supervisor's stop.
+	handshake, cancelHandshake := context.WithCancel(context.Background())
+	defer cancelHandshake()
+	stopHandshake := context.AfterFunc(ctx, cancelHandshake)
+	cmd := exec.CommandContext(handshake, p.Path)
+	cmd.Cancel = func() error { killGroup(cmd.Process.Pid); return nil }
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Env = append(cmd.Env,
 		plugin.EnvUnixSocketDir+"="+dir,
@@ -145,6 +151,7 @@ func (p *Process) Life(ctx context.Context) error {
 		StartTimeout:     p.HandshakeTimeout,
 	})
 	rpc, err := client.Client()
+	stopHandshake() // from here on a stop asks the actor to finish its batch (p.stop)
 	if cmd.Process == nil {
 		client.Kill()
 		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
