@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/robust/robust/pkg/protocol"
-
 	"github.com/robust/robust/internal/buildinfo"
 	"github.com/robust/robust/internal/faults"
 	"github.com/robust/robust/internal/ledger"
@@ -350,18 +348,4 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	rep.WriteText(stdout)
 	return ExitOK
-}
-
-// WriteText prints the report as a table.
-func (r StatusReport) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "run %d\n%-10s %7s  %-12s %9s %9s  %s\n", r.Run, "actor", "pid", "state", "uptime", "restarts", "last exit")
-	for _, a := range r.Actors {
-		up := "-"
-		if a.State == "running" {
-			up = (time.Duration(a.UptimeSeconds) * time.Second).String()
-		}
-		fmt.Fprintf(w, "%-10s %7d  %-12s %9s %9d  %s\n", a.Name, a.PID, a.State, up, a.Restarts, a.LastExit)
-	}
-	fmt.Fprintf(w, "queues: numbers %d, beats %d, results %d; dead letters %d\n",
-		r.Queues[protocol.StreamNumbers], r.Queues[protocol.StreamBeats], r.Queues[protocol.StreamResults], r.DeadLetters)
 }

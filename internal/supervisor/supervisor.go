@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/oklog/run"
 
+	"github.com/robust/robust/internal/api"
 	"github.com/robust/robust/internal/events"
 	"github.com/robust/robust/internal/ledger"
 	"github.com/robust/robust/internal/lifecycle"
@@ -61,17 +62,16 @@ type Supervisor struct {
 	aborted atomic.Bool
 	supMu   sync.Mutex // serialises writes of the supervisor's state
 
-	mu   sync.Mutex
-	url  string
-	run  uint64
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	kv   jetstream.KeyValue
-	led  *ledger.Ledger
-	sup  supState
-	dash dashState // the dashboard's recent events (under mu) and dead letters
+	mu  sync.Mutex
+	url string
+	run uint64
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	kv  jetstream.KeyValue
+	led *ledger.Ledger
+	sup supState
 
-	deadLettered atomic.Uint64 // dead-lettering events seen by this supervisor
+	api *api.Server
 }
 
 // New checks cfg and returns a Supervisor.
@@ -87,12 +87,8 @@ func New(cfg Config) (*Supervisor, error) {
 	s.tab = newTable(s.reg)
 	s.bus.Subscribe(s.tab.on)
 	s.bus.Subscribe(s.logEvent)
-	s.bus.Subscribe(s.dashEvent)
-	s.bus.Subscribe(func(e events.Event) {
-		if _, ok := e.(events.DeadLettered); ok {
-			s.deadLettered.Add(1)
-		}
-	})
+	s.api = api.New(s, s.reg)
+	s.bus.Subscribe(s.api.On)
 	return s, nil
 }
 
@@ -169,7 +165,9 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	if s.kv, err = js.KeyValue(setup, protocol.StateBucket); err != nil {
 		return nil, fmt.Errorf("state bucket: %w", err)
 	}
+	s.mu.Lock()
 	s.led = &ledger.Ledger{JS: js, KV: s.kv}
+	s.mu.Unlock()
 	if err := s.beginRun(setup); err != nil {
 		return nil, err
 	}
@@ -196,7 +194,7 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 		if err != nil {
 			return nil, fmt.Errorf("HTTP listener %s: %w (pass --http with a free address, or --http '' to turn it off)", s.cfg.HTTP, err)
 		}
-		srv := s.httpServer()
+		srv := s.api.HTTPServer()
 		s.log.Info("HTTP status, metrics and dashboard", "addr", "http://"+l.Addr().String()+"/")
 		g.Add(func() error {
 			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {

@@ -1,12 +1,12 @@
-package supervisor
+package api
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,20 +16,45 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/robust/robust/internal/ledger"
 	"github.com/robust/robust/internal/natstest"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
 
-func newTestSupervisor(t *testing.T, log io.Writer) *Supervisor {
-	t.Helper()
-	s, err := New(Config{Queue: 10, Batch: 1, Showstopper: 1, NATSListen: "127.0.0.1:0",
-		Log: slog.New(slog.NewTextHandler(log, nil))})
-	if err != nil {
-		t.Fatal(err)
+// pipeline is a Pipeline whose actors are all starting: a supervisor
+// before its processes run.
+type pipeline struct {
+	reg registry.Registry
+	led *ledger.Ledger
+}
+
+func (p *pipeline) Report(context.Context) (StatusReport, error) {
+	r := StatusReport{Graph: p.reg.Graph(), Queues: map[string]uint64{}}
+	for _, n := range p.reg.Names() {
+		r.Actors = append(r.Actors, ActorReport{Name: n, State: "starting"})
 	}
-	return s
+	return r, nil
+}
+
+func (p *pipeline) Kill(name string) (int, error) {
+	if _, ok := p.reg.Get(name); !ok {
+		return 0, ErrUnknownActor
+	}
+	return 0, errors.New(name + " is not running right now")
+}
+
+func (p *pipeline) Replay(context.Context, []uint64, bool) ([]ledger.Replayed, error) {
+	return nil, nil
+}
+
+func (p *pipeline) Books() *ledger.Ledger { return p.led }
+
+func newTestServer(t *testing.T, led *ledger.Ledger) *Server {
+	t.Helper()
+	reg := registry.Default()
+	return New(&pipeline{reg: reg, led: led}, reg)
 }
 
 // firstSnapshot opens GET /events at url and reads its first snapshot.
@@ -60,7 +85,7 @@ func firstSnapshot(t *testing.T, ctx context.Context, url string) Snapshot {
 }
 
 func TestRecentEventsBounded(t *testing.T) {
-	var d dashState
+	d := newTestServer(t, nil)
 	for i := range uint64(recentEvents + 5) {
 		d.addEvent(restartEvent(protocol.Worker, "signal: killed", i+1))
 	}
@@ -72,10 +97,8 @@ func TestRecentEventsBounded(t *testing.T) {
 // The page and its stream, served without a pipeline: the actors as the
 // supervisor knows them, and the recent restarts.
 func TestDashboardRoutes(t *testing.T) {
-	s := newTestSupervisor(t, io.Discard)
-	s.mu.Lock()
-	s.dash.addEvent(restartEvent(protocol.Logger, "signal: killed", 1))
-	s.mu.Unlock()
+	s := newTestServer(t, nil)
+	s.addEvent(restartEvent(protocol.Logger, "signal: killed", 1))
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close() // waits for the stream's handler to end
 
@@ -115,8 +138,7 @@ func TestLatestDeadLetters(t *testing.T) {
 	if err := natsx.Ensure(ctx, js, natsx.Topology{Queue: 10}, registry.Default().Inputs()); err != nil {
 		t.Fatal(err)
 	}
-	s := newTestSupervisor(t, io.Discard)
-	s.js = js
+	s := newTestServer(t, &ledger.Ledger{JS: js})
 	publish := func(n int) {
 		for i := range n {
 			m := nats.NewMsg(protocol.DLQSubject(protocol.Logger))
@@ -171,12 +193,12 @@ func TestLatestDeadLetters(t *testing.T) {
 // Stopping the HTTP server ends the open event streams instead of waiting
 // for them.
 func TestStopEndsEventStreams(t *testing.T) {
-	s := newTestSupervisor(t, io.Discard)
+	s := newTestServer(t, nil)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := s.httpServer()
+	srv := s.HTTPServer()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(l) }()
 	stop := func() {
@@ -208,7 +230,7 @@ func TestStopEndsEventStreams(t *testing.T) {
 // A page of another origin cannot kill actors through a browser on the
 // same machine; the dashboard's own origin and the control commands can.
 func TestCrossOriginPostRefused(t *testing.T) {
-	s := newTestSupervisor(t, io.Discard)
+	s := newTestServer(t, nil)
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 	post := func(origin string) int {

@@ -1,10 +1,14 @@
-package supervisor
+// Package api serves the supervisor's HTTP API: status, metrics, dead
+// letters and their replay, kills, and the live dashboard. It reads the
+// pipeline through the Pipeline interface and the events it is handed.
+package api
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -12,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,50 +61,37 @@ type ActorReport struct {
 // ErrUnknownActor is returned by Kill for a name that is no actor.
 var ErrUnknownActor = errors.New("unknown actor")
 
-// Report snapshots the pipeline.
-func (s *Supervisor) Report(ctx context.Context) (StatusReport, error) {
-	s.mu.Lock()
-	r := StatusReport{Run: s.run, Build: buildinfo.Read(), Graph: s.reg.Graph(), Queues: map[string]uint64{}}
-	restarts := maps.Clone(s.sup.Restarts) // the persisted counts change under s.mu
-	causes := map[string]map[string]uint64{}
-	for name, c := range s.sup.Causes {
-		causes[name] = maps.Clone(c)
-	}
-	js := s.js
-	s.mu.Unlock()
-	for _, st := range s.tab.all() {
-		a, _ := s.reg.Get(st.Name)
-		ar := ActorReport{Name: st.Name, Kind: a.Kind, PID: st.PID, State: st.State, Restarts: st.Restarts,
-			RestartsTotal: restarts[st.Name], Counters: st.Counters,
-			Causes: causes[st.Name], ProgressCounter: a.Progress, Progress: st.Counters[a.Progress]}
-		if st.LastExit.Cause != "" {
-			ar.LastExit = st.LastExit.String()
-		}
-		if st.State == StateRunning {
-			ar.UptimeSeconds = time.Since(st.Since).Seconds()
-		}
-		r.Actors = append(r.Actors, ar)
-	}
-	if js == nil {
-		return r, nil
-	}
-	for _, gs := range r.Graph.Streams {
-		st, err := js.Stream(ctx, gs.Name)
-		if err != nil {
-			return r, err
-		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			return r, err
-		}
-		if gs.Name == protocol.StreamDLQ {
-			r.DeadLetters = info.State.Msgs
-		} else {
-			r.Queues[gs.Name] = info.State.Msgs
-		}
-	}
-	return r, nil
+// Pipeline is what the API serves; the supervisor implements it.
+type Pipeline interface {
+	// Report snapshots the pipeline.
+	Report(ctx context.Context) (StatusReport, error)
+	// Kill sends SIGKILL to an actor's process (ErrUnknownActor for a name
+	// that is none).
+	Kill(name string) (pid int, err error)
+	// Replay puts dead letters back on their subjects (ledger.Ledger.Replay).
+	Replay(ctx context.Context, ids []uint64, all bool) ([]ledger.Replayed, error)
+	// Books is the pipeline's ledger, or nil while it is not connected.
+	Books() *ledger.Ledger
 }
+
+// Server is the HTTP API of one pipeline.
+type Server struct {
+	p   Pipeline
+	reg registry.Registry
+
+	mu     sync.Mutex
+	events []Event // the last recentEvents
+
+	dlqMu  sync.Mutex // serialises reads of the DLQ and guards the cache
+	dlqKey dlqKey     // the DLQ stream's state when dlq was read
+	dlq    []RecentLetter
+
+	deadLettered atomic.Uint64 // dead-lettering events while it ran
+}
+
+// New returns the API of p, whose actors reg declares. Hand it the
+// pipeline's events with On.
+func New(p Pipeline, reg registry.Registry) *Server { return &Server{p: p, reg: reg} }
 
 // Handler serves the supervisor's HTTP API:
 //
@@ -112,7 +105,7 @@ func (s *Supervisor) Report(ctx context.Context) (StatusReport, error) {
 //	POST /dlq/replay         replay every dead letter that can be
 //	GET  /                   the live dashboard
 //	GET  /events             Server-Sent Events: a Snapshot as JSON every 400 ms
-func (s *Supervisor) Handler() http.Handler {
+func (s *Server) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
@@ -121,7 +114,7 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		rep, err := s.Report(ctx)
+		rep, err := s.p.Report(ctx)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -133,7 +126,12 @@ func (s *Supervisor) Handler() http.Handler {
 	mux.HandleFunc("GET /dlq", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		dls, err := s.led.DeadLetters(ctx)
+		led := s.p.Books()
+		if led == nil {
+			http.Error(w, "not connected to NATS yet", http.StatusServiceUnavailable)
+			return
+		}
+		dls, err := led.DeadLetters(ctx)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -149,7 +147,12 @@ func (s *Supervisor) Handler() http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		st, err := s.js.Stream(ctx, protocol.StreamDLQ)
+		led := s.p.Books()
+		if led == nil {
+			http.Error(w, "not connected to NATS yet", http.StatusServiceUnavailable)
+			return
+		}
+		st, err := led.JS.Stream(ctx, protocol.StreamDLQ)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -172,12 +175,12 @@ func (s *Supervisor) Handler() http.Handler {
 	replay := func(w http.ResponseWriter, r *http.Request, ids []uint64, all bool) {
 		ctx, cancel := context.WithTimeout(r.Context(), ledger.ReplayWait+10*time.Second)
 		defer cancel()
-		rs, err := s.Replay(ctx, ids, all)
+		rs, err := s.p.Replay(ctx, ids, all)
 		switch {
-		case errors.Is(err, ErrNoDeadLetter):
+		case errors.Is(err, ledger.ErrNoDeadLetter):
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
-		case errors.Is(err, ErrNotReplayable):
+		case errors.Is(err, ledger.ErrNotReplayable):
 			http.Error(w, err.Error(), http.StatusConflict)
 			return
 		case err != nil:
@@ -198,7 +201,7 @@ func (s *Supervisor) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /dlq/replay", func(w http.ResponseWriter, r *http.Request) { replay(w, r, nil, true) })
 	mux.HandleFunc("POST /actors/{name}/kill", func(w http.ResponseWriter, r *http.Request) {
-		pid, err := s.Kill(r.PathValue("name"))
+		pid, err := s.p.Kill(r.PathValue("name"))
 		switch {
 		case errors.Is(err, ErrUnknownActor):
 			http.Error(w, err.Error(), http.StatusNotFound)
@@ -230,9 +233,9 @@ func sameOrigin(h http.Handler) http.Handler {
 	})
 }
 
-// httpServer serves Handler. Shutdown cancels every request's context:
+// HTTPServer serves Handler. Shutdown cancels every request's context:
 // an event stream does not end by itself.
-func (s *Supervisor) httpServer() *http.Server {
+func (s *Server) HTTPServer() *http.Server {
 	base, cancelBase := context.WithCancel(context.Background())
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return base }}
@@ -241,7 +244,7 @@ func (s *Supervisor) httpServer() *http.Server {
 }
 
 // collector turns a status report into Prometheus metrics at each scrape.
-type collector struct{ s *Supervisor }
+type collector struct{ s *Server }
 
 var (
 	descUp        = prometheus.NewDesc("robust_actor_up", "1 while the actor's process runs.", []string{"actor"}, nil)
@@ -278,14 +281,14 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	rep, err := c.s.Report(ctx)
+	rep, err := c.s.p.Report(ctx)
 	b := rep.Build
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, b.Version, b.Revision, b.GoVersion)
 	ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(c.s.deadLettered.Load()))
 	descs := c.registryDescs()
 	for _, a := range rep.Actors {
 		up := 0.0
-		if a.State == StateRunning {
+		if a.State == "running" {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, a.Name)
@@ -311,4 +314,23 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(n), stream)
 	}
 	ch <- prometheus.MustNewConstMetric(descDLQ, prometheus.GaugeValue, float64(rep.DeadLetters))
+}
+
+// WriteText prints the report as a table.
+func (r StatusReport) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "run %d\n%-10s %7s  %-12s %9s %9s  %s\n", r.Run, "actor", "pid", "state", "uptime", "restarts", "last exit")
+	for _, a := range r.Actors {
+		up := "-"
+		if a.State == "running" {
+			up = (time.Duration(a.UptimeSeconds) * time.Second).String()
+		}
+		fmt.Fprintf(w, "%-10s %7d  %-12s %9s %9d  %s\n", a.Name, a.PID, a.State, up, a.Restarts, a.LastExit)
+	}
+	var qs []string
+	for _, st := range r.Graph.Streams {
+		if n, ok := r.Queues[st.Name]; ok {
+			qs = append(qs, fmt.Sprintf("%s %d", strings.ToLower(st.Name), n))
+		}
+	}
+	fmt.Fprintf(w, "queues: %s; dead letters %d\n", strings.Join(qs, ", "), r.DeadLetters)
 }

@@ -1,4 +1,4 @@
-package supervisor
+package api
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,56 +51,51 @@ type Event struct {
 
 // RecentLetter is a dead letter with the time it was dead-lettered.
 type RecentLetter struct {
-	DeadLetter
+	ledger.DeadLetter
 	Time time.Time `json:"time"`
-}
-
-// dashState is what the dashboard needs besides a StatusReport.
-type dashState struct {
-	events []Event // under Supervisor.mu; the last recentEvents
-
-	dlqMu  sync.Mutex // serialises reads of the DLQ and guards the cache
-	dlqKey dlqKey     // the DLQ stream's state when dlq was read
-	dlq    []RecentLetter
 }
 
 // dlqKey identifies the DLQ stream's contents well enough to know that the
 // latest dead letters are still those cached.
 type dlqKey struct{ first, last, msgs uint64 }
 
-// addEvent keeps e among the recent events. The caller holds s.mu.
-func (d *dashState) addEvent(e Event) {
-	if len(d.events) >= recentEvents {
-		d.events = slices.Delete(d.events, 0, len(d.events)-recentEvents+1)
+// addEvent keeps e among the recent events.
+func (s *Server) addEvent(e Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.events) >= recentEvents {
+		s.events = slices.Delete(s.events, 0, len(s.events)-recentEvents+1)
 	}
-	d.events = append(d.events, e)
+	s.events = append(s.events, e)
 }
 
-// dashEvent keeps the restarts among the recent events.
-func (s *Supervisor) dashEvent(e events.Event) {
-	if x, ok := e.(events.Exited); ok {
-		s.mu.Lock()
-		s.dash.addEvent(Event{Time: x.At, Kind: "restart", Actor: x.Actor, Cause: x.Exit.String(), N: x.Restart})
-		s.mu.Unlock()
+// On takes one of the pipeline's events: restarts become the dashboard's
+// recent events, dead letters the metrics' count.
+func (s *Server) On(e events.Event) {
+	switch x := e.(type) {
+	case events.Exited:
+		s.addEvent(Event{Time: x.At, Kind: "restart", Actor: x.Actor, Cause: x.Exit.String(), N: x.Restart})
+	case events.DeadLettered:
+		s.deadLettered.Add(1)
 	}
 }
 
 // Snapshot reads what the dashboard shows. Whatever could not be read is
 // left out and said in Error.
-func (s *Supervisor) Snapshot(ctx context.Context) Snapshot {
+func (s *Server) Snapshot(ctx context.Context) Snapshot {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	snap := Snapshot{Time: time.Now()}
 	var errs []error
 	var err error
-	if snap.Status, err = s.Report(ctx); err != nil {
+	if snap.Status, err = s.p.Report(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if snap.DeadLetters, err = s.latestDeadLetters(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	s.mu.Lock()
-	snap.Events = slices.Clone(s.dash.events)
+	snap.Events = slices.Clone(s.events)
 	s.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		snap.Error = err.Error()
@@ -112,13 +106,12 @@ func (s *Supervisor) Snapshot(ctx context.Context) Snapshot {
 // latestDeadLetters returns the newest recentDead dead letters, newest
 // first. They are read backwards from the end of the DLQ stream, and read
 // again only when the stream has changed.
-func (s *Supervisor) latestDeadLetters(ctx context.Context) ([]RecentLetter, error) {
-	s.mu.Lock()
-	js := s.js
-	s.mu.Unlock()
-	if js == nil {
+func (s *Server) latestDeadLetters(ctx context.Context) ([]RecentLetter, error) {
+	led := s.p.Books()
+	if led == nil {
 		return nil, nil
 	}
+	js := led.JS
 	st, err := js.Stream(ctx, protocol.StreamDLQ)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", protocol.StreamDLQ, err)
@@ -128,11 +121,10 @@ func (s *Supervisor) latestDeadLetters(ctx context.Context) ([]RecentLetter, err
 		return nil, fmt.Errorf("stream %s: %w", protocol.StreamDLQ, err)
 	}
 	key := dlqKey{info.State.FirstSeq, info.State.LastSeq, info.State.Msgs}
-	d := &s.dash
-	d.dlqMu.Lock()
-	defer d.dlqMu.Unlock()
-	if key == d.dlqKey {
-		return slices.Clone(d.dlq), nil
+	s.dlqMu.Lock()
+	defer s.dlqMu.Unlock()
+	if key == s.dlqKey {
+		return slices.Clone(s.dlq), nil
 	}
 	var out []RecentLetter
 	want := min(recentDead, key.msgs)
@@ -146,12 +138,12 @@ func (s *Supervisor) latestDeadLetters(ctx context.Context) ([]RecentLetter, err
 		}
 		out = append(out, RecentLetter{DeadLetter: ledger.DeadLetterOf(m.Sequence, m.Header, m.Data), Time: m.Time})
 	}
-	d.dlqKey, d.dlq = key, out
+	s.dlqKey, s.dlq = key, out
 	return slices.Clone(out), nil
 }
 
 // handleDashboard serves GET / and GET /events on mux.
-func (s *Supervisor) handleDashboard(mux *http.ServeMux) {
+func (s *Server) handleDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-cache")
@@ -163,7 +155,7 @@ func (s *Supervisor) handleDashboard(mux *http.ServeMux) {
 // serveEvents streams Server-Sent Events: a Snapshot as JSON at once and
 // then every snapshotEvery, until the client goes or the server shuts down
 // (both end the request's context: see serveHTTP).
-func (s *Supervisor) serveEvents(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
