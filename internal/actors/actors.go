@@ -127,7 +127,7 @@ func (Worker) Limit(in protocol.Input, d *WorkerState) int {
 
 type number struct {
 	n, seq uint64
-	replay uint64 // the dead letter this replays, or 0
+	once
 }
 
 func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
@@ -147,7 +147,7 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 	if !isReplay {
 		err = protocol.CheckMsgID("number", id, protocol.NumberMsgID(n))
 	}
-	return n, number{n: n, seq: m.Seq, replay: replay}, err
+	return n, number{n: n, seq: m.Seq, once: once{replay}}, err
 }
 
 // Fresh: a number not yet taken (by value, or a replay by its ID). Beats
@@ -157,10 +157,7 @@ func (Worker) Fresh(in protocol.Input, v any, d *WorkerState) bool {
 		return true
 	}
 	num := v.(number)
-	if num.replay != 0 {
-		return !d.Replayed.Has(num.replay)
-	}
-	return num.n >= d.NextValue
+	return num.fresh(num.n >= d.NextValue, d.Replayed)
 }
 
 func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) []actor.Out {
@@ -187,13 +184,7 @@ func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) 
 		env.Log.Warn("republished number skipped", "value", num.n, "next", d.NextValue, "replay_of", num.replay)
 		return nil
 	}
-	if num.replay != 0 {
-		// A dead letter put back: below the value mark, taken once by its ID.
-		d.Replayed.Add(num.replay)
-		env.Log.Info("replayed dead letter taken", "value", num.n, "dead_letter", num.replay)
-	} else {
-		d.NextValue = num.n + 1
-	}
+	num.take(env, num.n, &d.Replayed, func() { d.NextValue = num.n + 1 })
 	d.Credits--
 	d.Processed++
 	r := protocol.FizzBuzz(num.n)
@@ -217,11 +208,7 @@ func (w Worker) Discard(in protocol.Input, m actor.Msg, d *WorkerState) {
 	if _, v, err := w.Decode(in, m); err == nil {
 		switch v := v.(type) {
 		case number:
-			if v.replay != 0 {
-				d.Replayed.Add(v.replay)
-			} else {
-				d.NextValue = max(d.NextValue, v.n+1)
-			}
+			v.take(nil, v.n, &d.Replayed, func() { d.NextValue = max(d.NextValue, v.n+1) })
 		case protocol.Beat:
 			last := v.Beat + v.Beats() - 1
 			if v.Run > d.BeatRun {
@@ -247,7 +234,7 @@ func (Logger) Counters(d *LoggerState) map[string]uint64 {
 type result struct {
 	r      protocol.Result
 	source uint64
-	replay uint64 // the dead letter this replays, or 0
+	once
 }
 
 func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
@@ -260,7 +247,7 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 		return r.Value, nil, err
 	}
 	if isReplay {
-		return r.Value, result{r: r, replay: replay}, nil
+		return r.Value, result{r: r, once: once{replay}}, nil
 	}
 	if err := protocol.CheckMsgID("result", m.Header.Get(protocol.HeaderMsgID), protocol.ResultMsgID(r.Value)); err != nil {
 		return r.Value, nil, err
@@ -276,10 +263,7 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 // Fresh: a result not yet logged (by source, or a replay by its ID).
 func (Logger) Fresh(_ protocol.Input, v any, d *LoggerState) bool {
 	res := v.(result)
-	if res.replay != 0 {
-		return !d.Replayed.Has(res.replay)
-	}
-	return res.source > d.LastSource
+	return res.fresh(res.source > d.LastSource, d.Replayed)
 }
 
 // Apply logs "Fizz (fizz total: 12)": at info when paced, at debug when
@@ -292,13 +276,7 @@ func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *LoggerState) 
 		env.Log.Warn("republished result skipped", "value", r.Value, "source", res.source, "replay_of", res.replay)
 		return nil
 	}
-	if res.replay != 0 {
-		// A dead letter put back: below the source mark, taken once by its ID.
-		d.Replayed.Add(res.replay)
-		env.Log.Info("replayed dead letter taken", "value", r.Value, "dead_letter", res.replay)
-	} else {
-		d.LastSource = res.source
-	}
+	res.take(env, r.Value, &d.Replayed, func() { d.LastSource = res.source })
 	total := d.Tally.Add(r.Value)
 	level := slog.LevelInfo
 	if env.Config.Rate == 0 {
@@ -314,10 +292,39 @@ func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *LoggerState) 
 // worker's, or records a dead-lettered replay as taken.
 func (l Logger) Discard(in protocol.Input, m actor.Msg, d *LoggerState) {
 	if _, v, err := l.Decode(in, m); err == nil {
-		if res := v.(result); res.replay != 0 {
-			d.Replayed.Add(res.replay)
-		} else {
-			d.LastSource = max(d.LastSource, res.source)
-		}
+		res := v.(result)
+		res.take(nil, res.r.Value, &d.Replayed, func() { d.LastSource = max(d.LastSource, res.source) })
+	}
+}
+
+// once is how the worker and the logger take each of the pipeline's
+// messages once. Producers publish in order, so a message is new when it
+// lies past the consumer's position mark; a replayed dead letter lies
+// below the mark and is taken once by its ID, kept in the state's set of
+// replays taken.
+type once struct {
+	replay uint64 // the dead letter this replays, or 0
+}
+
+// fresh reports whether the message is new: pastMark for the pipeline's
+// own, not yet among replayed for a replay.
+func (o once) fresh(pastMark bool, replayed Seqs) bool {
+	if o.replay != 0 {
+		return !replayed.Has(o.replay)
+	}
+	return pastMark
+}
+
+// take records the message as taken: a replay in replayed, any other by
+// moving the mark. env, if not nil, logs a replay taken.
+func (o once) take(env *actor.Env, value uint64, replayed *Seqs, moveMark func()) {
+	if o.replay == 0 {
+		moveMark()
+		return
+	}
+	// A dead letter put back: below the mark, taken once by its ID.
+	replayed.Add(o.replay)
+	if env != nil {
+		env.Log.Info("replayed dead letter taken", "value", value, "dead_letter", o.replay)
 	}
 }

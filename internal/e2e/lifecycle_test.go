@@ -141,7 +141,12 @@ func TestKillAfterDeadLetterIsKilled(t *testing.T) {
 // nothing in the temp dir.
 func TestNoSocketsLeft(t *testing.T) {
 	t.Parallel()
-	tmp := t.TempDir()
+	// Short: a unix socket's path must fit in 108 bytes.
+	tmp, err := os.MkdirTemp("/tmp", "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
 	p := startEnv(t, []string{"TMPDIR=" + tmp}, "", "--rate", "10", "--beats", "0", "--faults", "none")
 	_, js := p.connect()
 	for range 3 {
@@ -165,5 +170,33 @@ func TestNoSocketsLeft(t *testing.T) {
 	p.finish(syscall.SIGTERM, time.Minute)
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
 		t.Fatalf("left in the temp dir after the run: %v", ents)
+	}
+}
+
+// A SIGKILL of the supervisor takes down what its actors started: the
+// kernel kills the actors (Pdeathsig), the supervisor's reaper process
+// their process groups.
+func TestSupervisorKilledLeavesNoChild(t *testing.T) {
+	t.Parallel()
+	const marker = "3013"
+	dir := binDirWith(t, map[string]string{
+		"worker": fmt.Sprintf("sleep %s &\nexec %s", marker, filepath.Join(binDir, "worker")),
+	})
+	p := start(t, "", "--bin-dir", dir, "--rate", "10", "--beats", "0", "--faults", "none")
+	p.waitPID(protocol.Worker)
+	waitFor(t, 20*time.Second, "the worker's child", func() bool { return len(withArg(marker)) == 1 })
+	p.signal(syscall.SIGKILL)
+	<-p.done
+	died := time.Now()
+	waitFor(t, 5*time.Second, "the worker's child gone", func() bool { return len(withArg(marker)) == 0 })
+	if took := time.Since(died); took > time.Second {
+		t.Fatalf("the worker's child outlived the supervisor by %s, want at most 1s", took)
+	} else {
+		t.Logf("the worker's child outlived the supervisor by %s", took.Round(time.Millisecond))
+	}
+	for _, a := range actorProcesses() {
+		if a.PPID == 1 || a.PPID == p.cmd.Process.Pid {
+			t.Errorf("actor process %+v outlived the supervisor", a)
+		}
 	}
 }

@@ -35,11 +35,13 @@ type Process struct {
 	Env    []string             // added to the supervisor's environment
 	Config protocol.ActorConfig // handed to the actor's Start
 	Log    *slog.Logger         // the actor's own log lines, and go-plugin's
-	// TempDir holds a directory per life for go-plugin's socket and the
-	// crash channel, removed when the life ends. "": the system's.
+	// TempDir holds a directory per life (TempDir/Name) for go-plugin's
+	// socket and the crash channel, removed when the life ends. "": the
+	// system's.
 	TempDir string
 	Emit    func(events.Event) // Started and Health; nil: dropped
 	Live    *Live              // where a running process can be found to kill; may be nil
+	Reaper  *Reaper            // kills the process group should the supervisor die; may be nil
 	// Abort, once closed, makes a stop kill at once instead of asking the
 	// actor to finish its batch.
 	Abort <-chan struct{}
@@ -80,17 +82,34 @@ type child struct {
 
 	mu     sync.Mutex
 	reason *events.Exit // set when the supervisor ends it on purpose
+	reaped bool         // its pid, and so its group ID, may belong to another process now
 }
 
 // end sends SIGKILL to the child's whole process group, recording why
-// first (nil: a stop, no cause).
+// first (nil: a stop, no cause). Once the child is reaped it does nothing:
+// pids wrap quickly (32768 here), and a new actor's group may have the
+// number by then.
 func (c *child) end(why *events.Exit) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.reason == nil {
 		c.reason = why
 	}
-	c.mu.Unlock()
-	killGroup(c.pid)
+	if !c.reaped {
+		killGroup(c.pid)
+	}
+}
+
+// reap ends the group and waits for go-plugin to reap the process; from
+// then on end does nothing.
+func (c *child) reap(client *plugin.Client) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.reaped {
+		killGroup(c.pid)
+		client.Kill()
+		c.reaped = true
+	}
 }
 
 func (c *child) why() *events.Exit {
@@ -112,8 +131,15 @@ func killGroup(pid int) {
 // killed: cause hang) or ctx is done (it is stopped; nil).
 func (p *Process) Life(ctx context.Context) error {
 	p.defaults()
-	dir, err := os.MkdirTemp(p.TempDir, p.Name+"-")
-	if err != nil {
+	// One life at a time per actor: its dir is named after it, short, since
+	// a unix socket's path must fit in 108 bytes.
+	base := p.TempDir
+	if base == "" {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, p.Name)
+	_ = os.RemoveAll(dir) // what a life the supervisor could not clean up left
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
 	}
 	defer os.RemoveAll(dir) // go-plugin's socket, left behind by a crash, and the crash report
@@ -129,30 +155,34 @@ func (p *Process) Life(ctx context.Context) error {
 	handshake, cancelHandshake := context.WithCancel(context.Background())
 	defer cancelHandshake()
 	stopHandshake := context.AfterFunc(ctx, cancelHandshake)
-	cmd := exec.CommandContext(handshake, p.Path)
-	cmd.Cancel = func() error { killGroup(cmd.Process.Pid); return nil }
-	cmd.Env = append(os.Environ(), p.Env...)
-	cmd.Env = append(cmd.Env,
-		plugin.EnvUnixSocketDir+"="+dir,
-		protocol.EnvCrashFD+"=3",
-	)
-	cmd.ExtraFiles = []*os.File{crash} // fd 3
-	// Its own process group, so that a stop or a kill reaches whatever it
-	// started; and if the supervisor dies, even by SIGKILL, the kernel
-	// kills the actor.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// go-plugin hands our runner its command line (its environment: the
+	// handshake's cookie and settings); the runner starts ours from it.
+	var cmd *exec.Cmd
+	build := func(spec *exec.Cmd) *exec.Cmd {
+		cmd = exec.CommandContext(handshake, p.Path)
+		cmd.Cancel = func() error { killGroup(cmd.Process.Pid); return nil }
+		cmd.Env = append(append(spec.Env, p.Env...), protocol.EnvCrashFD+"=3")
+		cmd.ExtraFiles = []*os.File{crash} // fd 3
+		// Its own process group, so that a stop or a kill reaches whatever
+		// it started; and if the supervisor dies, even by SIGKILL, the
+		// kernel kills the actor (and the reaper its group).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		return cmd
+	}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  protocol.Handshake,
 		Plugins:          protocol.PluginMap(nil),
-		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolNetRPC},
 		Logger:           NewPluginLogger(p.Log),
 		Stderr:           io.Discard, // its lines reach Logger, parsed
 		StartTimeout:     p.HandshakeTimeout,
+		// go-plugin's socket dir goes inside ours.
+		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: dir},
+		RunnerFunc:       runnerFunc(build, p.Reaper.Add),
 	})
 	rpc, err := client.Client()
 	stopHandshake() // from here on a stop asks the actor to finish its batch (p.stop)
-	if cmd.Process == nil {
+	if cmd == nil || cmd.Process == nil {
 		client.Kill()
 		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
 	}
@@ -160,8 +190,8 @@ func (p *Process) Life(ctx context.Context) error {
 	go func() { waitExit(c.pid); close(c.exited) }()
 	// The process is reaped, and its group ended, whatever happens below.
 	defer func() {
-		killGroup(c.pid)
-		client.Kill()
+		c.reap(client)
+		p.Reaper.Remove(c.pid)
 	}()
 	fail := func(err error) error {
 		return p.ended(c, client, cmd, crashPath, &events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()})
@@ -253,7 +283,7 @@ func (p *Process) stop(c *child, act protocol.Actor) {
 // error it reported on its crash channel, else its exit status.
 func (p *Process) ended(c *child, client *plugin.Client, cmd *exec.Cmd, crashPath string, why *events.Exit) error {
 	c.end(why) // the group: whatever the actor left behind goes with it
-	client.Kill()
+	c.reap(client)
 	// go-plugin waits for the process in a goroutine that Kill waits for:
 	// cmd.ProcessState is set, and safe to read, once Kill returns.
 	var report protocol.CrashReport

@@ -71,7 +71,8 @@ type Supervisor struct {
 	led *ledger.Ledger
 	sup supState
 
-	api *api.Server
+	api    *api.Server
+	reaper *lifecycle.Reaper // nil: none
 }
 
 // New checks cfg and returns a Supervisor.
@@ -100,6 +101,11 @@ func (s *Supervisor) binPath(a registry.Actor) string {
 		}
 	}
 	return filepath.Join(dir, a.Binary)
+}
+
+func fileExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // URL is the NATS URL the pipeline runs on, once Run has started it.
@@ -176,6 +182,18 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
+	// `supervisor reap`, from the bin dir, kills the actors' process groups
+	// should this process die, even by SIGKILL (the kernel kills the actors
+	// themselves; what they started would live on). Never os.Executable():
+	// Run may be inside a program (a test) that knows nothing of reaping.
+	if exe := s.binPath(registry.Actor{Binary: "supervisor"}); fileExists(exe) {
+		if s.reaper, err = lifecycle.StartReaper(exe); err != nil {
+			s.log.Warn("no reaper: what an actor starts may outlive a killed supervisor", "error", err)
+		}
+	} else {
+		s.log.Warn("no reaper: what an actor starts may outlive a killed supervisor", "missing", exe)
+	}
+	defer s.reaper.Close()
 
 	// The parts, in one group: the first to return ends the others. The
 	// pipeline returns when the run is over; the rest serve it meanwhile.
@@ -394,9 +412,12 @@ wait:
 		}
 	default:
 	}
+	// An actor that never got running fails the run, unless the run was
+	// stopped on request before it had its chance (a handshake and a Start
+	// take up to lifecycle's timeouts; a failed attempt is a chance used).
 	var never []string
 	for _, a := range s.tab.all() {
-		if !a.Started {
+		if !a.Started && (ctx.Err() == nil || a.Restarts > 0 || time.Since(a.FirstTry) > neverStartedAfter) {
 			never = append(never, a.Name)
 		}
 	}
@@ -408,6 +429,10 @@ wait:
 	}
 	return runErr, completed
 }
+
+// neverStartedAfter: an actor still not running this long after its first
+// try counts as never started even when the run was stopped on request.
+const neverStartedAfter = 10 * time.Second
 
 // keeper is the lifecycle of one actor: its process, restarted by the
 // policy, reporting to the bus.
@@ -433,6 +458,7 @@ func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string)
 		TempDir:     tmp,
 		Emit:        s.bus.Emit,
 		Live:        &s.live,
+		Reaper:      s.reaper,
 		Abort:       abort.Done(),
 		PingEvery:   s.cfg.PingEvery,
 		PingTimeout: s.cfg.PingTimeout,

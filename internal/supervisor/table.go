@@ -28,8 +28,9 @@ type ActorState struct {
 	Restarts uint64      // under this supervisor
 	LastExit events.Exit // the last unplanned exit, if any
 	Counters map[string]uint64
-	Done     bool // a producer that ends the run has sent everything
-	Started  bool // has been running at least once under this supervisor
+	Done     bool      // a producer that ends the run has sent everything
+	Started  bool      // has been running at least once under this supervisor
+	FirstTry time.Time // its first launch under this supervisor
 }
 
 // table is every actor's state, kept up to date by the events.
@@ -59,6 +60,9 @@ func (t *table) on(e events.Event) {
 	switch e := e.(type) {
 	case events.Starting:
 		set(StateStarting, 0)
+		if a.FirstTry.IsZero() {
+			a.FirstTry = e.When()
+		}
 	case events.Started:
 		set(StateRunning, e.PID)
 		a.Started = true

@@ -1,0 +1,83 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/internal/actors"
+	"github.com/robust/robust/internal/natstest"
+	"github.com/robust/robust/internal/natsx"
+	"github.com/robust/robust/internal/registry"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// A result the worker committed (in its outbox) and has not published yet
+// is queued: neither lost in the summary nor forgotten by the drain. The
+// outbox keeps an output's message ID beside its headers; at c3d2f1f the
+// ledger looked for it in the headers, counted 5 as nowhere, and the drain
+// ended before the outbox was published.
+func TestCommittedOutboxIsQueued(t *testing.T) {
+	ns := natstest.RunJetStream(t)
+	_, js, err := natsx.Connect(ns.ClientURL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := natsx.Ensure(ctx, js, natsx.Topology{}, registry.Default().Inputs()); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, protocol.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key string, st any) {
+		t.Helper()
+		b, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(ctx, key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 0 … 5 generated and processed; 0 … 4 logged; the result for 5 is in
+	// the worker's outbox, not yet published.
+	put(protocol.Generator, actor.State[actors.GeneratorState]{Starts: 1, Data: actors.GeneratorState{Next: 6}})
+	put(protocol.Heartbeat, actor.State[actors.HeartbeatState]{Starts: 1, Data: actors.HeartbeatState{Run: 1, Beats: 6, Total: 6}})
+	h := nats.Header{}
+	h.Set(protocol.HeaderSourceSequence, "6")
+	put(protocol.Worker, actor.State[actors.WorkerState]{Starts: 1,
+		Data:   actors.WorkerState{Beats: 6, Processed: 6, NextValue: 6, BeatRun: 1, LastBeat: 6},
+		Outbox: []actor.Out{{Subject: protocol.SubjectResults, MsgID: protocol.ResultMsgID(5), Data: protocol.EncodeResult(protocol.FizzBuzz(5)), Header: h}},
+	})
+	var logged actors.LoggerState
+	for v := range uint64(5) {
+		logged.Tally.Add(v)
+	}
+	logged.LastSource = 5
+	put(protocol.Logger, actor.State[actors.LoggerState]{Starts: 1, Data: logged})
+
+	l := &Ledger{JS: js, KV: kv}
+	var counts []ActorCounts
+	for _, a := range registry.Default().All() {
+		counts = append(counts, ActorCounts{Name: a.Name, StateKey: a.StateKey})
+	}
+	sum, err := l.Summarize(ctx, 1, counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK || sum.Generated != 6 || sum.Logged != 5 || sum.Queued != 1 {
+		t.Fatalf("summary: ok %v, generated %d, logged %d, queued %d; problems %v", sum.OK, sum.Generated, sum.Logged, sum.Queued, sum.Problems)
+	}
+	left, err := l.InFlight(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "1 results committed by the worker, not yet logged"; left != want {
+		t.Fatalf("InFlight = %q, want %q", left, want)
+	}
+}
