@@ -47,23 +47,25 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 	fs.SetOutput(io.Discard) // errors are printed below, the usage on --help only
 	rate := &boundedInt{n: 1000, max: maxRate, unit: " ms"}
 	fs.Var(rate, "rate", "heartbeat period in `ms`; 0: unpaced")
-	queue := &boundedInt{n: 1000, max: MaxQueue}
+	var def Config // the flags' defaults are Config's, in one place: setDefaults
+	def.setDefaults()
+	queue := &boundedInt{n: int64(def.Queue), max: MaxQueue}
 	fs.Var(queue, "queue", "at most `N` numbers (and beats) wait unconsumed")
 	var (
 		beats      = fs.Uint64("beats", 60, "beats in the run; 0: run until stopped")
 		faultPlan  = fs.String("faults", "lesson", "fault `plan`: lesson, none, or rules like worker:33,generator:13/once (see README)")
-		batch      = fs.Int("batch", 256, "messages per batch (fetch, publish, state save)")
-		show       = fs.Int("showstopper", 3, "failed deliveries after which a message is dead-lettered")
+		batch      = fs.Int("batch", def.Batch, "messages per batch (fetch, publish, state save)")
+		show       = fs.Int("showstopper", def.Showstopper, "failed deliveries after which a message is dead-lettered")
 		dataDir    = fs.String("data-dir", "./data", "`dir` for JetStream's files")
 		listen     = fs.String("nats-listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server")
 		natsURL    = fs.String("nats-url", "", "use the NATS server at `url` instead of embedding one")
 		binDir     = fs.String("bin-dir", "", "`dir` holding the actor binaries (default: beside this executable)")
 		httpAddr   = fs.String("http", DefaultHTTP, "`addr` of the dashboard (/), status and metrics listener (/healthz, /status, /metrics); '' turns it off")
-		drain      = fs.Duration("drain-timeout", 10*time.Second, "how long a stop waits for in-flight work")
-		maxRest    = fs.Int("max-restarts", 10, "give up when an actor restarts more than `N` times …")
-		window     = fs.Duration("restart-window", 60*time.Second, "… within this window")
-		maxDelay   = fs.Duration("restart-max-delay", 5*time.Second, "cap on the restart backoff")
-		stable     = fs.Duration("restart-stable", 30*time.Second, "an actor up this long restarts without delay again")
+		drain      = fs.Duration("drain-timeout", def.DrainTimeout, "how long a stop waits for in-flight work")
+		maxRest    = fs.Int("max-restarts", def.Policy.Intensity, "give up when an actor restarts more than `N` times …")
+		window     = fs.Duration("restart-window", def.Policy.Window, "… within this window")
+		maxDelay   = fs.Duration("restart-max-delay", def.Policy.Max, "cap on the restart backoff")
+		stable     = fs.Duration("restart-stable", def.Policy.StableAfter, "an actor up this long restarts without delay again")
 		summary    = fs.String("summary", "", "also write the summary as JSON to `file`")
 		progEvery  = fs.Duration("progress-every", 0, "unpaced runs: progress this often (default 1s on a terminal, 10s in logs otherwise)")
 		logFormat  = fs.String("log-format", "text", "text or json")

@@ -227,7 +227,19 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	}
 	{
 		pctx, stop := context.WithCancel(context.Background())
-		g.Add(func() error { return s.persist(pctx) }, func(error) { stop() })
+		// Subscribed before any actor starts: no exit goes unrecorded.
+		exits := make(chan events.Event, 64)
+		s.bus.Subscribe(func(e events.Event) {
+			switch e.(type) {
+			case events.Exited, events.GaveUp:
+				select {
+				case exits <- e:
+				default:
+					s.log.Warn("restart counts are behind; one restart not persisted", "actor", e.Of())
+				}
+			}
+		})
+		g.Add(func() error { return s.persist(pctx, exits) }, func(error) { stop() })
 	}
 	{
 		wctx, stop := context.WithCancel(context.Background())
@@ -479,19 +491,9 @@ func (s *Supervisor) logEvent(e events.Event) {
 }
 
 // persist writes restart counts and causes to the state bucket as actors
-// exit, until ctx is done; then it writes what is left.
-func (s *Supervisor) persist(ctx context.Context) error {
-	exits := make(chan events.Event, 64)
-	s.bus.Subscribe(func(e events.Event) {
-		switch e.(type) {
-		case events.Exited, events.GaveUp:
-			select {
-			case exits <- e:
-			default:
-				s.log.Warn("restart counts are behind; one restart not persisted", "actor", e.Of())
-			}
-		}
-	})
+// exit (the Exited and GaveUp events on exits), until ctx is done; then it
+// writes what is left.
+func (s *Supervisor) persist(ctx context.Context, exits <-chan events.Event) error {
 	write := func(e events.Event) {
 		var exit events.Exit
 		switch e := e.(type) {
