@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/robust/robust/internal/bench"
-	"github.com/robust/robust/pkg/protocol"
+	"github.com/robust/robust/internal/registry"
 )
 
 func main() {
@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string) error {
 	fmt.Printf("  %-44s %9.2f  (rounds: %.2f to %.2f)\n", "ratio of the medians, pipeline / baseline", mp/mb, slices.Min(ratios), slices.Max(ratios))
 	pipe.PeakRSS = peak
 	fmt.Printf("\npeak RSS during those runs\n")
-	for _, p := range append([]string{"supervisor"}, protocol.Actors...) {
+	for _, p := range append([]string{"supervisor"}, registry.Default().Names()...) {
 		note := ""
 		if p == "supervisor" {
 			note = " (with the embedded NATS server)"

@@ -118,7 +118,7 @@ func TestDashboardRoutes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	snap := firstSnapshot(t, ctx, srv.URL+"/events")
-	if len(snap.Status.Actors) != len(protocol.Actors) || snap.Status.Actors[0].State != "starting" {
+	if len(snap.Status.Actors) != len(registry.Default().Names()) || snap.Status.Actors[0].State != "starting" {
 		t.Fatalf("snapshot actors: %+v", snap.Status.Actors)
 	}
 	if len(snap.Events) != 1 || snap.Events[0].Actor != protocol.Logger || snap.Events[0].Kind != "restart" || snap.Events[0].N != 1 {

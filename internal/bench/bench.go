@@ -207,7 +207,7 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 		for {
 			mu.Lock()
 			run.PeakRSS["supervisor"] = max(run.PeakRSS["supervisor"], proc.PeakRSS(cmd.Process.Pid))
-			for _, a := range protocol.Actors {
+			for _, a := range registry.Default().Names() {
 				if pid := proc.Child(cmd.Process.Pid, a); pid > 0 {
 					run.PeakRSS[a] = max(run.PeakRSS[a], proc.PeakRSS(pid))
 				}

@@ -32,6 +32,7 @@ import (
 	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/proc"
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/internal/supervisor"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -242,7 +243,7 @@ func haunt(ctx context.Context, cfg *Config, rng *rand.Rand, addr string, sup *e
 				return true, nil
 			}
 		}
-		name := protocol.Actors[rng.IntN(len(protocol.Actors))]
+		name := registry.Default().Names()[rng.IntN(len(registry.Default().Names()))]
 		if pid := proc.Child(sup.Process.Pid, name); pid > 0 {
 			if syscall.Kill(pid, syscall.SIGKILL) == nil {
 				v.Kills[name]++
@@ -257,7 +258,7 @@ func (v *Verdict) WriteText(w io.Writer) {
 	join := func(m map[string]int) string {
 		var parts []string
 		total := 0
-		for _, a := range protocol.Actors {
+		for _, a := range registry.Default().Names() {
 			parts = append(parts, fmt.Sprintf("%s %d", a, m[a]))
 			total += m[a]
 		}

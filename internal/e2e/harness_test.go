@@ -21,6 +21,7 @@ import (
 	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/proc"
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/internal/supervisor"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -262,7 +263,7 @@ func (p *pipeline) actorPID(name string) int { return proc.Child(p.cmd.Process.P
 func actorProcesses() []proc.Process {
 	var out []proc.Process
 	for _, p := range proc.List() {
-		for _, a := range protocol.Actors {
+		for _, a := range registry.Default().Names() {
 			if p.Exe == filepath.Join(binDir, a) {
 				out = append(out, p)
 			}

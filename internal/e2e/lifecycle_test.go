@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -17,7 +18,7 @@ import (
 func binDirWith(t *testing.T, scripts map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, name := range append([]string{"supervisor"}, protocol.Actors...) {
+	for _, name := range append([]string{"supervisor"}, registry.Default().Names()...) {
 		var err error
 		if script, ok := scripts[name]; ok {
 			err = os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+script+"\n"), 0o755)
@@ -164,7 +165,7 @@ func TestNoSocketsLeft(t *testing.T) {
 	})
 	// At most one per running actor (one may be between two lives); at
 	// faecaf9 each of the three killed loggers left its socket behind.
-	if len(socks) > len(protocol.Actors) || len(socks) < len(protocol.Actors)-1 {
+	if len(socks) > len(registry.Default().Names()) || len(socks) < len(registry.Default().Names())-1 {
 		t.Errorf("sockets while running: %v, want one per running actor", socks)
 	}
 	p.finish(syscall.SIGTERM, time.Minute)

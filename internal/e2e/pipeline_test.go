@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/internal/supervisor"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -40,7 +41,7 @@ func TestLessonDemo(t *testing.T) {
 			t.Errorf("dead letter %d reason %q", d.Seq, d.Reason)
 		}
 	}
-	for _, a := range protocol.Actors {
+	for _, a := range registry.Default().Names() {
 		if s.Restarts[a] < 1 {
 			t.Errorf("%s restarted %d times, want at least 1", a, s.Restarts[a])
 		}
@@ -61,7 +62,7 @@ func TestKillEachActor(t *testing.T) {
 	t.Parallel()
 	p := start(t, "", "--rate", "5", "--beats", "0", "--faults", "none")
 	_, js := p.connect()
-	for _, name := range protocol.Actors {
+	for _, name := range registry.Default().Names() {
 		pid := p.waitPID(name)
 		waitFor(t, 10*time.Second, name+" to make progress", func() bool { _, v := progress(t, js, name); return v > 0 })
 		starts, before := progress(t, js, name)
@@ -81,7 +82,7 @@ func TestKillEachActor(t *testing.T) {
 		t.Logf("%s: back and working %s after SIGKILL", name, time.Since(killed).Round(time.Millisecond))
 	}
 	s := p.finish(syscall.SIGTERM, time.Minute)
-	for _, a := range protocol.Actors {
+	for _, a := range registry.Default().Names() {
 		if s.RunRestarts[a] != 1 || s.Restarts[a] != 1 {
 			t.Errorf("%s: restarts %d (this run %d), want exactly 1", a, s.Restarts[a], s.RunRestarts[a])
 		}
@@ -101,7 +102,7 @@ func TestKillSupervisor(t *testing.T) {
 	_, js := p.connect()
 	waitFor(t, 30*time.Second, "50 values logged", func() bool { _, v := progress(t, js, protocol.Logger); return v >= 50 })
 	var children []int
-	for _, a := range protocol.Actors {
+	for _, a := range registry.Default().Names() {
 		children = append(children, p.actorPID(a))
 	}
 	p.signal(syscall.SIGKILL)
@@ -205,7 +206,7 @@ func TestBadMessagesAreDeadLettered(t *testing.T) {
 		}
 	}
 	s := p.finish(syscall.SIGTERM, time.Minute)
-	for _, a := range protocol.Actors {
+	for _, a := range registry.Default().Names() {
 		if s.Restarts[a] != 0 && a != protocol.Generator { // the paused generator may be taken for hung
 			t.Errorf("%s restarted %d times: bad input must not crash it", a, s.Restarts[a])
 		}
@@ -230,7 +231,7 @@ func TestCrashPointsDoubleNothing(t *testing.T) {
 			if s.Logged != 300 || s.Processed != 300 || len(s.DeadLettered) != 0 {
 				t.Fatalf("logged %d, processed %d, dead letters %d; want 300, 300, 0", s.Logged, s.Processed, len(s.DeadLettered))
 			}
-			for _, a := range protocol.Actors {
+			for _, a := range registry.Default().Names() {
 				if s.Restarts[a] != 1 {
 					t.Errorf("%s restarted %d times, want 1 (its injected crash)", a, s.Restarts[a])
 				}

@@ -50,6 +50,14 @@ func (e *GiveUpError) Error() string {
 	return fmt.Sprintf("giving up: %s restarted more than %d times within %s; last exit: %s", e.Actor, e.Restarts, e.Window, e.Last)
 }
 
+// Child is what a Keeper keeps running: one life of it per call.
+type Child interface {
+	// Life runs one life and blocks until it ends: nil when ctx was done
+	// and the child stopped, an *ExitError otherwise (any other error
+	// counts as an exit with cause error).
+	Life(ctx context.Context) error
+}
+
 // Keeper runs one child again and again by a Policy, until its context is
 // done or the policy gives up.
 type Keeper struct {
@@ -57,10 +65,7 @@ type Keeper struct {
 	Policy Policy
 	Clock  Clock              // nil: RealClock
 	Emit   func(events.Event) // nil: events are dropped
-	// Life runs one life of the child and blocks until it ends: nil when
-	// ctx was done and the child stopped, an *ExitError otherwise (any
-	// other error counts as an exit with cause error).
-	Life func(ctx context.Context) error
+	Child  Child
 }
 
 // Serve keeps the child running. It returns nil once ctx is done and the
@@ -80,7 +85,7 @@ func (k *Keeper) Serve(ctx context.Context) error {
 	for {
 		started := clock.Now()
 		emit(events.Starting{Base: base()})
-		err := k.Life(ctx)
+		err := k.Child.Life(ctx)
 		if ctx.Err() != nil {
 			emit(events.Stopped{Base: base()})
 			return nil // stopping: an exit now is no failure to restart

@@ -17,7 +17,6 @@ import (
 
 	"github.com/robust/robust/internal/buildinfo"
 	"github.com/robust/robust/internal/registry"
-	"github.com/robust/robust/pkg/protocol"
 )
 
 // runMain runs the supervisor command in-process and returns its exit code,
@@ -111,7 +110,7 @@ func TestMainAddressInUse(t *testing.T) {
 	}
 	t.Cleanup(func() { busy.Close() })
 	bin := t.TempDir()
-	for _, a := range protocol.Actors { // Run checks that they exist before it starts anything
+	for _, a := range registry.Default().Names() { // Run checks that they exist before it starts anything
 		if err := os.WriteFile(filepath.Join(bin, a), nil, 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -475,7 +475,7 @@ func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string)
 		PingEvery:   s.cfg.PingEvery,
 		PingTimeout: s.cfg.PingTimeout,
 	}
-	return &lifecycle.Keeper{Name: a.Name, Policy: s.cfg.Policy, Emit: s.bus.Emit, Life: p.Life}
+	return &lifecycle.Keeper{Name: a.Name, Policy: s.cfg.Policy, Emit: s.bus.Emit, Child: p}
 }
 
 // logEvent writes the events an operator wants to read.

@@ -11,18 +11,15 @@ import (
 	"strconv"
 )
 
-// Actor names. They are also the plugin binary names, KV keys and the
-// suffix of each actor's dead-letter subject.
+// The four actors' names, as they appear on the wire: the suffix of each
+// one's dead-letter subject (and, by default, its state key). Which actors
+// run, and what each consumes and publishes, is internal/registry's.
 const (
 	Generator = "generator"
 	Heartbeat = "heartbeat"
 	Worker    = "worker"
 	Logger    = "logger"
 )
-
-// Actors lists every actor in start order: producers last so that consumers
-// are ready when the first message arrives.
-var Actors = []string{Logger, Worker, Generator, Heartbeat}
 
 // Subjects.
 const (
@@ -64,8 +61,6 @@ var (
 	LoggerResults = Input{Stream: StreamResults, Subject: SubjectResults, Consumer: "logger-results"}
 )
 
-// Inputs lists every consumer the pipeline uses.
-var Inputs = []Input{WorkerNumbers, WorkerBeats, LoggerResults}
 
 // Headers. JetStream's own Nats-Msg-Id deduplicates republished outputs.
 const (

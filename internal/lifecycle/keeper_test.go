@@ -1,0 +1,124 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/robust/robust/internal/events"
+)
+
+// fakeClock advances only when the Keeper waits on it: a restart delay
+// takes no real time, and the delays asked for are recorded.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	waited []time.Duration
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.waited = append(c.waited, d)
+	c.now = c.now.Add(d)
+	ch := make(chan time.Time, 1)
+	ch <- c.now
+	return ch
+}
+
+// dying is a child whose every life ends at once with exit.
+type dying struct {
+	lives int
+	exit  events.Exit
+	clock *fakeClock
+	life  time.Duration // how long each life lasts, on the clock
+}
+
+func (d *dying) Life(context.Context) error {
+	d.lives++
+	d.clock.mu.Lock()
+	d.clock.now = d.clock.now.Add(d.life)
+	d.clock.mu.Unlock()
+	return &ExitError{Exit: d.exit, PID: 100 + d.lives}
+}
+
+// A child that keeps dying is restarted with the policy's backoff, each
+// exit reported with its cause and restart number, until the intensity is
+// exceeded: then GaveUp, and a *GiveUpError naming the last exit.
+func TestKeeperBacksOffAndGivesUp(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	child := &dying{exit: events.Exit{Cause: events.CausePanic, Detail: "boom"}, clock: clock, life: time.Millisecond}
+	var got []events.Event
+	k := &Keeper{
+		Name:   "worker",
+		Policy: Policy{Base: 100 * time.Millisecond, Max: time.Second, StableAfter: time.Minute, Intensity: 4, Window: time.Hour},
+		Clock:  clock,
+		Emit:   func(e events.Event) { got = append(got, e) },
+		Child:  child,
+	}
+	err := k.Serve(context.Background())
+	var giveUp *GiveUpError
+	if !errors.As(err, &giveUp) || giveUp.Actor != "worker" || giveUp.Last != child.exit {
+		t.Fatalf("Serve = %v, want a GiveUpError for the worker's panic", err)
+	}
+	if child.lives != 5 {
+		t.Fatalf("%d lives, want 5 (4 restarts allowed)", child.lives)
+	}
+	want := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond}
+	if len(clock.waited) != len(want) {
+		t.Fatalf("waited %v, want %v", clock.waited, want)
+	}
+	for i := range want {
+		if clock.waited[i] != want[i] {
+			t.Fatalf("waited %v, want %v", clock.waited, want)
+		}
+	}
+	var exits []events.Exited
+	var gaveUp int
+	for _, e := range got {
+		switch e := e.(type) {
+		case events.Exited:
+			exits = append(exits, e)
+		case events.GaveUp:
+			gaveUp++
+		}
+	}
+	if len(exits) != 4 || gaveUp != 1 {
+		t.Fatalf("events: %d exits, %d gave up; want 4 and 1", len(exits), gaveUp)
+	}
+	for i, e := range exits {
+		if e.Restart != uint64(i+1) || e.Exit != child.exit || e.Delay != want[i] || e.PID != 101+i {
+			t.Fatalf("exit %d: %+v", i, e)
+		}
+	}
+}
+
+// A child stopped through its context is not restarted: Serve returns nil
+// and reports Stopped.
+func TestKeeperStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var got []events.Event
+	k := &Keeper{Name: "logger", Clock: &fakeClock{}, Emit: func(e events.Event) { got = append(got, e) },
+		Child: childFunc(func(ctx context.Context) error { cancel(); <-ctx.Done(); return nil })}
+	if err := k.Serve(ctx); err != nil {
+		t.Fatalf("Serve = %v, want nil", err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("events %v, want Starting and Stopped", got)
+	}
+	if _, ok := got[1].(events.Stopped); !ok {
+		t.Fatalf("last event %T, want Stopped", got[1])
+	}
+}
+
+type childFunc func(ctx context.Context) error
+
+func (f childFunc) Life(ctx context.Context) error { return f(ctx) }
