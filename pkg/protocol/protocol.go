@@ -61,7 +61,6 @@ var (
 	LoggerResults = Input{Stream: StreamResults, Subject: SubjectResults, Consumer: "logger-results"}
 )
 
-
 // Headers. JetStream's own Nats-Msg-Id deduplicates republished outputs.
 const (
 	HeaderMsgID        = "Nats-Msg-Id"
