@@ -126,9 +126,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /dlq", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
-		led := s.p.Books()
+		led := s.books(w)
 		if led == nil {
-			http.Error(w, "not connected to NATS yet", http.StatusServiceUnavailable)
 			return
 		}
 		dls, err := led.DeadLetters(ctx)
@@ -147,9 +146,8 @@ func (s *Server) Handler() http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		led := s.p.Books()
+		led := s.books(w)
 		if led == nil {
-			http.Error(w, "not connected to NATS yet", http.StatusServiceUnavailable)
 			return
 		}
 		st, err := led.JS.Stream(ctx, protocol.StreamDLQ)
@@ -231,6 +229,15 @@ func sameOrigin(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// books is the pipeline's ledger; nil, answered 503, before it connected.
+func (s *Server) books(w http.ResponseWriter) *ledger.Ledger {
+	led := s.p.Books()
+	if led == nil {
+		http.Error(w, "not connected to NATS yet", http.StatusServiceUnavailable)
+	}
+	return led
 }
 
 // HTTPServer serves Handler. Shutdown cancels every request's context:
