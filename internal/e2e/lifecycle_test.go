@@ -201,3 +201,29 @@ func TestSupervisorKilledLeavesNoChild(t *testing.T) {
 		}
 	}
 }
+
+// A child that leaves the actor's process group (setsid) keeps the actor's
+// pipes open after the actor dies: the supervisor must still see the exit,
+// restart the actor and stop. (Such a child is out of reach by design; the
+// test kills it.)
+func TestEscapedChildDoesNotHoldTheSupervisor(t *testing.T) {
+	t.Parallel()
+	const marker = "3014"
+	dir := binDirWith(t, map[string]string{
+		"worker": fmt.Sprintf("setsid sleep %s &\nexec %s", marker, filepath.Join(binDir, "worker")),
+	})
+	t.Cleanup(func() {
+		for _, pid := range withArg(marker) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	p := start(t, "", "--bin-dir", dir, "--rate", "10", "--beats", "0", "--faults", "none")
+	_, js := p.connect()
+	pid := p.waitPID(protocol.Worker)
+	waitFor(t, 20*time.Second, "the worker to work", func() bool { _, v := progress(t, js, protocol.Worker); return v > 0 })
+	kill(t, pid, syscall.SIGKILL)
+	waitFor(t, 20*time.Second, "a new worker", func() bool { n := p.actorPID(protocol.Worker); return n != 0 && n != pid })
+	_, before := progress(t, js, protocol.Worker)
+	waitFor(t, 20*time.Second, "the new worker to work", func() bool { _, v := progress(t, js, protocol.Worker); return v > before })
+	p.finish(syscall.SIGTERM, 30*time.Second)
+}

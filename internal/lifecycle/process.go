@@ -78,38 +78,22 @@ func (p *Process) defaults() {
 type child struct {
 	name   string
 	pid    int
-	exited chan struct{} // closed when the process has ended (not yet reaped)
+	run    *groupRunner  // signals its group; exited closes when it has ended
+	exited chan struct{} // run.exited
 
 	mu     sync.Mutex
 	reason *events.Exit // set when the supervisor ends it on purpose
-	reaped bool         // its pid, and so its group ID, may belong to another process now
 }
 
 // end sends SIGKILL to the child's whole process group, recording why
-// first (nil: a stop, no cause). Once the child is reaped it does nothing:
-// pids wrap quickly (32768 here), and a new actor's group may have the
-// number by then.
+// first (nil: a stop, no cause). Once the child has ended it only records.
 func (c *child) end(why *events.Exit) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.reason == nil {
 		c.reason = why
 	}
-	if !c.reaped {
-		killGroup(c.pid)
-	}
-}
-
-// reap ends the group and waits for go-plugin to reap the process; from
-// then on end does nothing.
-func (c *child) reap(client *plugin.Client) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.reaped {
-		killGroup(c.pid)
-		client.Kill()
-		c.reaped = true
-	}
+	c.mu.Unlock()
+	c.run.kill()
 }
 
 func (c *child) why() *events.Exit {
@@ -158,9 +142,10 @@ func (p *Process) Life(ctx context.Context) error {
 	// go-plugin hands our runner its command line (its environment: the
 	// handshake's cookie and settings); the runner starts ours from it.
 	var cmd *exec.Cmd
+	var gr *groupRunner
 	build := func(spec *exec.Cmd) *exec.Cmd {
 		cmd = exec.CommandContext(handshake, p.Path)
-		cmd.Cancel = func() error { killGroup(cmd.Process.Pid); return nil }
+		cmd.Cancel = func() error { gr.kill(); return nil }
 		cmd.Env = append(append(spec.Env, p.Env...), protocol.EnvCrashFD+"=3")
 		cmd.ExtraFiles = []*os.File{crash} // fd 3
 		// Its own process group, so that a stop or a kill reaches whatever
@@ -178,19 +163,19 @@ func (p *Process) Life(ctx context.Context) error {
 		StartTimeout:     p.HandshakeTimeout,
 		// go-plugin's socket dir goes inside ours.
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: dir},
-		RunnerFunc:       runnerFunc(build, p.Reaper.Add),
+		RunnerFunc:       runnerFunc(build, p.Reaper.Add, func(r *groupRunner) { gr = r }),
 	})
 	rpc, err := client.Client()
 	stopHandshake() // from here on a stop asks the actor to finish its batch (p.stop)
-	if cmd == nil || cmd.Process == nil {
+	if gr == nil || cmd.Process == nil {
 		client.Kill()
 		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
 	}
-	c := &child{name: p.Name, pid: cmd.Process.Pid, exited: make(chan struct{})}
-	go func() { waitExit(c.pid); close(c.exited) }()
+	c := &child{name: p.Name, pid: cmd.Process.Pid, run: gr, exited: gr.exited}
 	// The process is reaped, and its group ended, whatever happens below.
 	defer func() {
-		c.reap(client)
+		c.end(nil)
+		client.Kill()
 		p.Reaper.Remove(c.pid)
 	}()
 	fail := func(err error) error {
@@ -283,7 +268,7 @@ func (p *Process) stop(c *child, act protocol.Actor) {
 // error it reported on its crash channel, else its exit status.
 func (p *Process) ended(c *child, client *plugin.Client, cmd *exec.Cmd, crashPath string, why *events.Exit) error {
 	c.end(why) // the group: whatever the actor left behind goes with it
-	c.reap(client)
+	client.Kill()
 	// go-plugin waits for the process in a goroutine that Kill waits for:
 	// cmd.ProcessState is set, and safe to read, once Kill returns.
 	var report protocol.CrashReport
@@ -400,11 +385,3 @@ func (l *Live) Kill(name string) (pid int, err error) {
 	return c.pid, nil
 }
 
-// KillAll kills every running process group at once.
-func (l *Live) KillAll() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, c := range l.procs {
-		c.end(nil)
-	}
-}

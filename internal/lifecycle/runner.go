@@ -2,26 +2,42 @@ package lifecycle
 
 import (
 	"context"
-	"errors"
 	"io"
-	"os"
 	"os/exec"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin/runner"
 )
 
+// pipeGrace is how long after an actor's exit its pipes may stay open (a
+// child that left its process group holds them): go-plugin reaps the
+// process only once they close, so then they are closed for it.
+const pipeGrace = time.Second
+
 // groupRunner is go-plugin's runner for an actor process: it starts cmd
 // (in a process group of its own, see Process.Life) and tells started its
 // pid at once, before the handshake, so that the reaper knows the group
-// from its first instant; Kill ends the whole group.
+// from its first instant.
+//
+// It is the only one that signals the group, and never once the process
+// is reaped: pids wrap (at 32768 here), and the number may be another
+// actor's group by then. It learns of the exit without reaping (waitid
+// with WNOWAIT: a zombie leader keeps its group ID reserved), kills the
+// group, and only then lets go-plugin's Wait reap.
 type groupRunner struct {
 	cmd     *exec.Cmd
 	stdout  io.ReadCloser
 	stderr  io.ReadCloser
 	pid     int
 	started func(pid int)
+
+	exited chan struct{} // closed once the process has ended and its group is killed
+
+	mu   sync.Mutex
+	gone bool // the group was killed after the exit: no more signals
 }
 
 var _ runner.Runner = (*groupRunner)(nil)
@@ -35,7 +51,7 @@ func newGroupRunner(cmd *exec.Cmd, started func(pid int)) (*groupRunner, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &groupRunner{cmd: cmd, stdout: stdout, stderr: stderr, started: started}, nil
+	return &groupRunner{cmd: cmd, stdout: stdout, stderr: stderr, started: started, exited: make(chan struct{})}, nil
 }
 
 func (r *groupRunner) Start(context.Context) error {
@@ -44,19 +60,43 @@ func (r *groupRunner) Start(context.Context) error {
 	}
 	r.pid = r.cmd.Process.Pid
 	r.started(r.pid)
+	go r.watch()
 	return nil
 }
 
-func (r *groupRunner) Wait(context.Context) error { return r.cmd.Wait() }
+// watch waits for the process to end (the kernel wakes it; nothing polls),
+// then kills what is left of its group and closes exited.
+func (r *groupRunner) watch() {
+	waitExit(r.pid)
+	r.mu.Lock()
+	killGroup(r.pid)
+	r.gone = true
+	r.mu.Unlock()
+	close(r.exited)
+	time.AfterFunc(pipeGrace, func() {
+		_ = r.stdout.Close()
+		_ = r.stderr.Close()
+	})
+}
+
+// kill sends SIGKILL to the process group, unless the process has ended
+// (its group was killed then).
+func (r *groupRunner) kill() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.gone {
+		killGroup(r.pid)
+	}
+}
+
+// Wait reaps the process, never before watch has killed the group.
+func (r *groupRunner) Wait(context.Context) error {
+	<-r.exited
+	return r.cmd.Wait()
+}
 
 func (r *groupRunner) Kill(context.Context) error {
-	if r.cmd.Process == nil {
-		return nil
-	}
-	killGroup(r.pid)
-	if err := r.cmd.Process.Kill(); !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
+	r.kill()
 	return nil
 }
 
@@ -78,9 +118,15 @@ func (r *groupRunner) HostToPlugin(network, addr string) (string, string, error)
 }
 
 // runnerFunc is ClientConfig.RunnerFunc: build turns go-plugin's spec (its
-// environment for the handshake) into the command to start.
-func runnerFunc(build func(spec *exec.Cmd) *exec.Cmd, started func(pid int)) func(hclog.Logger, *exec.Cmd, string) (runner.Runner, error) {
+// environment for the handshake) into the command to start; made is told
+// the runner.
+func runnerFunc(build func(spec *exec.Cmd) *exec.Cmd, started func(pid int), made func(*groupRunner)) func(hclog.Logger, *exec.Cmd, string) (runner.Runner, error) {
 	return func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
-		return newGroupRunner(build(spec), started)
+		r, err := newGroupRunner(build(spec), started)
+		if err == nil {
+			made(r)
+		}
+		return r, err
 	}
 }
+
