@@ -289,7 +289,7 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 		}
 		r.env.Log.Error("dead-lettering showstopper", "consumer", in.Consumer, "seq", d.seq, "payload", string(d.m.Data()), "reason", reason)
 		r.p.Discard(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq}, &work.Data)
-		outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
+		outs = append(outs, r.deadLetter(in, d, attempts, reason)...)
 	} else {
 		for _, d := range ds {
 			key, v, err := r.p.Decode(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq})
@@ -297,7 +297,7 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 				reason := err.Error()
 				r.env.Log.Warn("dead-lettering a message it cannot take", "consumer", in.Consumer, "seq", d.seq, "reason", reason)
 				r.p.Discard(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq}, &work.Data)
-				outs = append(outs, deadLetter(cfg.Actor, in, d.m, d.seq, attempts, reason))
+				outs = append(outs, r.deadLetter(in, d, attempts, reason)...)
 				continue
 			}
 			if r.p.Fresh(in, v, &work.Data) {
@@ -370,4 +370,16 @@ func (r *processor[D]) recordPanic(consumer string, p any) {
 	if err := r.store.save(ctx, st); err != nil {
 		r.env.Log.Warn("could not record the panic in state", "error", err)
 	}
+}
+
+// deadLetter is the DLQ message for a delivery; none for a message that
+// came from this actor's own dead-letter subject (an actor that reads the
+// DLQ): that would feed it back to itself forever. Such a message stays in
+// the DLQ stream, and the error log says so.
+func (r *processor[D]) deadLetter(in protocol.Input, d delivery, attempts int, reason string) []Out {
+	if d.m.Subject() == protocol.DLQSubject(r.env.Config.Actor) {
+		r.env.Log.Error("not dead-lettering a dead letter of its own again; it stays in the DLQ", "seq", d.seq, "reason", reason)
+		return nil
+	}
+	return []Out{deadLetter(r.env.Config.Actor, in, d.m, d.seq, attempts, reason)}
 }

@@ -304,6 +304,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		for _, cause := range events.Causes {
 			ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(a.Causes[string(cause)]), a.Name, string(cause))
 		}
+		if a.Counters == nil {
+			// Not reported since this supervisor started: a 0 here would
+			// read as a counter reset (and a spike in rate()).
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(descProcessed, prometheus.CounterValue, float64(a.Progress), a.Name)
 		ra, _ := c.s.reg.Get(a.Name)
 		for _, m := range ra.Metrics {

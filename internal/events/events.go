@@ -37,8 +37,8 @@ var Causes = []Cause{CauseKilled, CauseHang, CausePanic, CauseError, CauseExited
 
 // Exit is how one actor process ended.
 type Exit struct {
-	Cause  Cause
-	Detail string // the panic message, the error, the signal or the exit code
+	Cause  Cause  `json:"cause"`
+	Detail string `json:"detail,omitempty"` // the panic message, the error, the signal or the exit code
 }
 
 func (e Exit) String() string {
@@ -77,22 +77,24 @@ type Started struct {
 
 // Exited: the actor's process ended when nobody asked it to. Restart is the
 // actor's restart count under this supervisor with this one; it is
-// restarted after Delay unless the supervisor gives up (GaveUp follows
-// instead, with Restart 0).
+// restarted after Delay. When the supervisor gives up, GaveUp is sent
+// instead.
 type Exited struct {
 	Base
 	PID     int           `json:"pid"`
-	Exit    Exit          `json:"-"`
+	Exit    Exit          `json:"exit"`
 	Restart uint64        `json:"restart"`
 	Delay   time.Duration `json:"delay"`
 }
 
-// GaveUp: the actor restarted more often than the restart policy allows.
+// GaveUp: the actor restarted more often than the restart policy allows
+// (Restarts within Window), or failed to start Restarts times in a row
+// (Window 0).
 type GaveUp struct {
 	Base
 	Restarts int           `json:"restarts"`
 	Window   time.Duration `json:"window"`
-	Last     Exit          `json:"-"`
+	Last     Exit          `json:"last"`
 }
 
 // Stopped: the actor's process was stopped on purpose (end of run, Ctrl-C).

@@ -47,6 +47,9 @@ type GiveUpError struct {
 }
 
 func (e *GiveUpError) Error() string {
+	if e.Window == 0 {
+		return fmt.Sprintf("giving up: %s failed to start %d times in a row; last: %s", e.Actor, e.Restarts, e.Last)
+	}
 	return fmt.Sprintf("giving up: %s restarted more than %d times within %s; last exit: %s", e.Actor, e.Restarts, e.Window, e.Last)
 }
 
@@ -82,6 +85,7 @@ func (k *Keeper) Serve(ctx context.Context) error {
 	base := func() events.Base { return events.Base{At: clock.Now(), Actor: k.Name} }
 	tracker := NewTracker(k.Policy)
 	var restarts uint64
+	startFails := 0 // failed starts in a row
 	for {
 		started := clock.Now()
 		emit(events.Starting{Base: base()})
@@ -98,6 +102,17 @@ func (k *Keeper) Serve(ctx context.Context) error {
 			}
 		}
 		delay, giveUp := tracker.Failed(started, clock.Now())
+		if exit.Exit.Cause == events.CauseStartFailed {
+			startFails++
+		} else {
+			startFails = 0
+		}
+		// A binary that never answers takes a handshake timeout each time:
+		// the intensity alone would not give up on it within its window.
+		if startFails > tracker.p.StartFailures { // Window 0: in a row, not within a window
+			emit(events.GaveUp{Base: base(), Restarts: startFails, Last: exit.Exit})
+			return &GiveUpError{Actor: k.Name, Restarts: startFails, Last: exit.Exit}
+		}
 		if giveUp {
 			p := tracker.p
 			emit(events.GaveUp{Base: base(), Restarts: p.Intensity, Window: p.Window, Last: exit.Exit})

@@ -122,3 +122,19 @@ func TestKeeperStops(t *testing.T) {
 type childFunc func(ctx context.Context) error
 
 func (f childFunc) Life(ctx context.Context) error { return f(ctx) }
+
+// A child that never gets started (a binary that never answers the
+// handshake) is given up on after StartFailures failed starts in a row,
+// however slowly they fail.
+func TestKeeperGivesUpOnStartFailures(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	child := &dying{exit: events.Exit{Cause: events.CauseStartFailed, Detail: "handshake"}, clock: clock, life: 10 * time.Second}
+	k := &Keeper{Name: "heartbeat", Policy: Policy{StartFailures: 3}, Clock: clock, Child: child}
+	var giveUp *GiveUpError
+	if err := k.Serve(context.Background()); !errors.As(err, &giveUp) || giveUp.Last.Cause != events.CauseStartFailed {
+		t.Fatalf("Serve = %v, want a give-up on start failures", err)
+	}
+	if child.lives != 4 {
+		t.Fatalf("%d lives, want 4 (3 failed starts in a row allowed)", child.lives)
+	}
+}

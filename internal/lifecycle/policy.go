@@ -12,12 +12,15 @@ import (
 //	StableAfter: 30s    an actor that ran this long starts again from no delay
 //	Intensity:   10     more than this many restarts …
 //	Window:      60s    … within this window and the supervisor gives up
+//	StartFailures: 3    more failed starts in a row (no handshake, no
+//	                    Start: each can take 10 s) and it gives up too
 type Policy struct {
-	Base        time.Duration
-	Max         time.Duration
-	StableAfter time.Duration
-	Intensity   int
-	Window      time.Duration
+	Base          time.Duration
+	Max           time.Duration
+	StableAfter   time.Duration
+	Intensity     int
+	Window        time.Duration
+	StartFailures int
 	// Jitter returns a number in [0, 1); each delay d becomes a random
 	// duration in [d/2, d]. Nil: no jitter.
 	Jitter func() float64
@@ -39,6 +42,9 @@ func (p Policy) WithDefaults() Policy {
 	}
 	if p.Window <= 0 {
 		p.Window = 60 * time.Second
+	}
+	if p.StartFailures <= 0 {
+		p.StartFailures = 3
 	}
 	return p
 }

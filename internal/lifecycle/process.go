@@ -117,13 +117,13 @@ func (p *Process) Life(ctx context.Context) error {
 	p.defaults()
 	// One life at a time per actor: its dir is named after it, short, since
 	// a unix socket's path must fit in 108 bytes.
-	base := p.TempDir
-	if base == "" {
-		base = os.TempDir()
+	dir, err := os.MkdirTemp("", p.Name+"-") // no TempDir: a fresh one
+	if p.TempDir != "" {
+		dir = filepath.Join(p.TempDir, p.Name)
+		_ = os.RemoveAll(dir) // what a life the supervisor could not clean up left
+		err = os.Mkdir(dir, 0o700)
 	}
-	dir := filepath.Join(base, p.Name)
-	_ = os.RemoveAll(dir) // what a life the supervisor could not clean up left
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err != nil {
 		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
 	}
 	defer os.RemoveAll(dir) // go-plugin's socket, left behind by a crash, and the crash report
@@ -208,7 +208,7 @@ func (p *Process) Life(ctx context.Context) error {
 		case <-c.exited:
 			return p.ended(c, client, cmd, crashPath, nil)
 		case <-ping.C:
-			st, err := call(p.PingTimeout, c.exited, act.Status)
+			st, err := call(p.PingTimeout, c.exited, nil, act.Status)
 			if err == nil {
 				p.Emit(events.Health{Base: events.Base{At: time.Now(), Actor: p.Name}, Counters: st.Counters, Done: st.Done})
 				continue
@@ -232,7 +232,7 @@ func (p *Process) Life(ctx context.Context) error {
 
 // start calls the actor's Start, bounded by StartTimeout and by its exit.
 func (p *Process) start(ctx context.Context, c *child, act protocol.Actor) error {
-	_, err := call(p.StartTimeout, c.exited, func() (struct{}, error) { return struct{}{}, act.Start(p.Config) })
+	_, err := call(p.StartTimeout, c.exited, ctx.Done(), func() (struct{}, error) { return struct{}{}, act.Start(p.Config) })
 	if errors.Is(err, errTimeout) {
 		return fmt.Errorf("did not start within %s", p.StartTimeout)
 	}
@@ -311,9 +311,10 @@ func classify(why *events.Exit, report protocol.CrashReport, ps *os.ProcessState
 
 var errTimeout = errors.New("timed out")
 
-// call runs f, giving up after timeout or when the process exits: an RPC to
-// a stopped (SIGSTOP) process never returns by itself.
-func call[T any](timeout time.Duration, exited <-chan struct{}, f func() (T, error)) (T, error) {
+// call runs f, giving up after timeout, when the process exits, or when
+// stop is closed: an RPC to a stopped (SIGSTOP) process never returns by
+// itself.
+func call[T any](timeout time.Duration, exited, stop <-chan struct{}, f func() (T, error)) (T, error) {
 	type res struct {
 		v   T
 		err error
@@ -329,6 +330,8 @@ func call[T any](timeout time.Duration, exited <-chan struct{}, f func() (T, err
 		return r.v, r.err
 	case <-exited:
 		return zero, errors.New("the process exited")
+	case <-stop:
+		return zero, errors.New("stopped while it started")
 	case <-time.After(timeout):
 		return zero, fmt.Errorf("%w: no answer within %s", errTimeout, timeout)
 	}
@@ -384,4 +387,3 @@ func (l *Live) Kill(name string) (pid int, err error) {
 	c.end(&events.Exit{Cause: events.CauseKilled, Detail: "killed on request (supervisor kill)"})
 	return c.pid, nil
 }
-

@@ -19,9 +19,10 @@ import (
 // "+PGID" when an actor's process group starts, "-PGID" when it has gone.
 // When the pipe ends, because the supervisor exited or died (even by
 // SIGKILL: the kernel closes its end), it kills every group still listed,
-// so that nothing an actor started outlives the supervisor. Signals meant
-// for the supervisor's terminal do not stop it.
-func Reap(r io.Reader, ready io.Writer) int {
+// so that nothing an actor started outlives the supervisor, and removes
+// dir (the supervisor's temp dir). Signals meant for the supervisor's
+// terminal do not stop it.
+func Reap(r io.Reader, ready io.Writer, dir string) int {
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	// Its own name, so that `pgrep -x supervisor` finds only the supervisor.
 	_ = os.WriteFile("/proc/self/comm", []byte(ReaperName), 0)
@@ -47,6 +48,9 @@ func Reap(r io.Reader, ready io.Writer) int {
 	for pgid := range groups {
 		killGroup(pgid)
 	}
+	if dir != "" { // the supervisor's temp dir: sockets and crash files
+		_ = os.RemoveAll(dir)
+	}
 	return 0
 }
 
@@ -55,15 +59,19 @@ const ReaperName = "robust-reaper"
 
 // Reaper is the supervisor's end of its reaper process.
 type Reaper struct {
-	mu  sync.Mutex
-	w   io.WriteCloser
-	cmd *exec.Cmd
+	mu     sync.Mutex
+	w      io.WriteCloser
+	cmd    *exec.Cmd
+	closed bool
+	done   chan error // the reaper's exit
 }
 
-// StartReaper starts `exe reap` (exe: a supervisor binary) as the reaper,
-// in a process group of its own, outside the terminal's signals.
-func StartReaper(exe string) (*Reaper, error) {
-	cmd := exec.Command(exe, "reap")
+// StartReaper starts `exe reap DIR` (exe: a supervisor binary) as the
+// reaper, in a process group of its own, outside the terminal's signals.
+// dir is removed by it when the supervisor has gone. died is called if the
+// reaper ends before Close.
+func StartReaper(exe, dir string, died func(error)) (*Reaper, error) {
+	cmd := exec.Command(exe, "reap", dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	w, err := cmd.StdinPipe()
 	if err != nil {
@@ -95,7 +103,21 @@ func StartReaper(exe string) (*Reaper, error) {
 		_ = cmd.Wait()
 		return nil, fmt.Errorf("the reaper %s: %w (is it a supervisor binary of this version?)", exe, err)
 	}
-	return &Reaper{w: w, cmd: cmd}, nil
+	rp := &Reaper{w: w, cmd: cmd, done: make(chan error, 1)}
+	go func() {
+		err := cmd.Wait()
+		rp.mu.Lock()
+		closed := rp.closed
+		rp.mu.Unlock()
+		if !closed {
+			if err == nil {
+				err = errors.New("exited")
+			}
+			died(err)
+		}
+		rp.done <- err
+	}()
+	return rp, nil
 }
 
 func (r *Reaper) say(op byte, pgid int) {
@@ -122,11 +144,11 @@ func (r *Reaper) Close() error {
 	}
 	r.mu.Lock()
 	w := r.w
-	r.w = nil
+	r.w, r.closed = nil, true
 	r.mu.Unlock()
 	if w == nil {
 		return nil
 	}
 	_ = w.Close()
-	return r.cmd.Wait()
+	return <-r.done
 }

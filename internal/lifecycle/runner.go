@@ -129,4 +129,3 @@ func runnerFunc(build func(spec *exec.Cmd) *exec.Cmd, started func(pid int), mad
 		return r, err
 	}
 }
-

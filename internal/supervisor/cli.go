@@ -39,9 +39,10 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 	if len(args) > 0 && (args[0] == "status" || args[0] == "kill" || args[0] == "dlq") {
 		return control(ctx, args, stdout, stderr)
 	}
-	if len(args) == 1 && args[0] == "reap" {
-		// Started by a running supervisor as its reaper (internal/lifecycle).
-		return lifecycle.Reap(os.Stdin, stdout)
+	if len(args) == 2 && args[0] == "reap" {
+		// `reap DIR`: started by a running supervisor as its reaper (see
+		// internal/lifecycle); not for people.
+		return lifecycle.Reap(os.Stdin, stdout, args[1])
 	}
 	fs := flag.NewFlagSet("supervisor", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are printed below, the usage on --help only

@@ -187,7 +187,9 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	// themselves; what they started would live on). Never os.Executable():
 	// Run may be inside a program (a test) that knows nothing of reaping.
 	if exe := s.binPath(registry.Actor{Binary: "supervisor"}); fileExists(exe) {
-		if s.reaper, err = lifecycle.StartReaper(exe); err != nil {
+		if s.reaper, err = lifecycle.StartReaper(exe, tmp, func(err error) {
+			s.log.Error("the reaper died: what an actor starts may outlive a killed supervisor", "error", err)
+		}); err != nil {
 			s.log.Warn("no reaper: what an actor starts may outlive a killed supervisor", "error", err)
 		}
 	} else {
@@ -484,7 +486,7 @@ func (s *Supervisor) logEvent(e events.Event) {
 	case events.Exited:
 		s.log.Warn(e.String())
 	case events.GaveUp:
-		s.log.Error(fmt.Sprintf("%s gave up: restarted more than %d times within %s; last exit: %s", e.Actor, e.Restarts, e.Window, e.Last))
+		s.log.Error((&lifecycle.GiveUpError{Actor: e.Actor, Restarts: e.Restarts, Window: e.Window, Last: e.Last}).Error())
 	case events.Started:
 		s.log.Debug("actor running", "name", e.Actor, "pid", e.PID)
 	}
@@ -547,9 +549,12 @@ func (s *Supervisor) persist(ctx context.Context, exits <-chan events.Event) err
 // a DeadLettered event, until ctx is done. It reads the stream, not the
 // subject: a republished copy that the stream drops is no new dead letter.
 func (s *Supervisor) watchDLQ(ctx context.Context) {
+	// A failure here costs the dead-letter count, never the run: this part
+	// returns only when ctx is done (returning ends the whole group).
+	defer func() { <-ctx.Done() }()
 	c, err := s.js.OrderedConsumer(ctx, protocol.StreamDLQ, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
-		s.log.Warn("cannot watch the dead-letter stream", "error", err)
+		s.log.Error("cannot watch the dead-letter stream: robust_dead_letters_total stays behind", "error", err)
 		return
 	}
 	cc, err := c.Consume(func(m jetstream.Msg) {
@@ -557,7 +562,7 @@ func (s *Supervisor) watchDLQ(ctx context.Context) {
 		s.bus.Emit(events.DeadLettered{Base: events.Base{At: time.Now(), Actor: h.Get(protocol.HeaderActor)}, Reason: h.Get(protocol.HeaderReason)})
 	})
 	if err != nil {
-		s.log.Warn("cannot watch the dead-letter stream", "error", err)
+		s.log.Error("cannot watch the dead-letter stream: robust_dead_letters_total stays behind", "error", err)
 		return
 	}
 	<-ctx.Done()
