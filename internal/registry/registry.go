@@ -12,6 +12,7 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 
@@ -103,6 +104,7 @@ func New(actors ...Actor) (Registry, error) {
 	names := map[string]bool{}
 	keys := map[string]bool{}
 	consumers := map[string]bool{}
+	metrics := metricSet{}
 	endsRun := ""
 	for _, a := range actors {
 		if a.StateKey == "" {
@@ -146,8 +148,8 @@ func New(actors ...Actor) (Registry, error) {
 			consumers[in.Stream+"/"+in.Consumer] = true
 		}
 		for _, m := range a.Metrics {
-			if m.Name == "" || m.Counter == "" {
-				return r, bad("metric %+v: name and counter are needed", m)
+			if err := metrics.add(m); err != nil {
+				return r, bad("metric %s: %v", m.Name, err)
 			}
 		}
 		if a.EndsRun {
@@ -315,4 +317,41 @@ func loggedMetrics() []Metric {
 		})
 	}
 	return ms
+}
+
+// validMetric is a Prometheus metric name of the pipeline's own.
+var validMetric = regexp.MustCompile(`^robust_[a-z0-9_]+$`)
+
+// reservedMetrics are the supervisor's own series.
+var reservedMetrics = map[string]bool{
+	"robust_actor_up": true, "robust_actor_restarts_total": true, "robust_actor_processed_total": true,
+	"robust_queue_depth": true, "robust_dlq_messages": true, "robust_dead_letters_total": true, "robust_build_info": true,
+}
+
+// metricSet checks that the registry's series can all be exposed at once:
+// one help text and one set of label names per name, no series twice.
+type metricSet map[string]Metric
+
+func (ms metricSet) add(m Metric) error {
+	switch {
+	case m.Counter == "":
+		return errors.New("no counter")
+	case !validMetric.MatchString(m.Name) || reservedMetrics[m.Name]:
+		return errors.New("want a name robust_… of lower case letters, digits and underscores, not one of the supervisor's")
+	}
+	labels := slices.Sorted(maps.Keys(m.Labels))
+	key := m.Name
+	for _, k := range labels {
+		key += "\x00" + k + "=" + m.Labels[k]
+	}
+	if _, ok := ms[key]; ok {
+		return errors.New("the same series twice")
+	}
+	for _, o := range ms {
+		if o.Name == m.Name && (o.Help != m.Help || !slices.Equal(slices.Sorted(maps.Keys(o.Labels)), labels)) {
+			return errors.New("another series of this name has another help text or other label names")
+		}
+	}
+	ms[key] = m
+	return nil
 }

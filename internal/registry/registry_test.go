@@ -68,6 +68,9 @@ func TestNewRefuses(t *testing.T) {
 		{"state key taken", []Actor{ok, {Name: "z", StateKey: "x", Kind: Producer, Progress: "n", Outputs: ok.Outputs}}},
 		{"supervisor's key", []Actor{{Name: "supervisor", Kind: Producer, Progress: "n", Outputs: ok.Outputs}}},
 		{"no progress", []Actor{{Name: "y", Kind: Producer, Outputs: ok.Outputs}}},
+		{"reserved metric", []Actor{{Name: "y", Kind: Producer, Progress: "n", Outputs: ok.Outputs, Metrics: []Metric{{Name: "robust_actor_up", Counter: "n"}}}}},
+		{"metric twice", []Actor{{Name: "y", Kind: Producer, Progress: "n", Outputs: ok.Outputs, Metrics: []Metric{{Name: "robust_y_total", Counter: "n"}, {Name: "robust_y_total", Counter: "m"}}}}},
+		{"metric labels differ", []Actor{{Name: "y", Kind: Producer, Progress: "n", Outputs: ok.Outputs, Metrics: []Metric{{Name: "robust_y_total", Counter: "n", Labels: map[string]string{"a": "1"}}, {Name: "robust_y_total", Counter: "m", Labels: map[string]string{"b": "1"}}}}}},
 		{"processor ends run", []Actor{{Name: "y", Kind: Processor, Progress: "n", EndsRun: true, Inputs: []protocol.Input{in}}}},
 	}
 	for _, tt := range tests {

@@ -319,3 +319,17 @@ func TestMainVersion(t *testing.T) {
 		}
 	}
 }
+
+// An actor naming a stream the topology does not create is refused before
+// anything starts.
+func TestConfigRefusesUnknownStream(t *testing.T) {
+	reg, err := registry.Default().With(registry.Actor{Name: "extra", Kind: registry.Producer, Progress: "n",
+		Outputs: []registry.Output{{Stream: "NOPE", Subject: "robust.nope"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Config{Registry: reg, Queue: 10, Batch: 10, Showstopper: 1}
+	if err := c.Validate(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "stream NOPE") {
+		t.Fatalf("Validate = %v, want a configuration error naming NOPE", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/robust/robust/internal/faults"
 	"github.com/robust/robust/internal/lifecycle"
+	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -134,6 +135,24 @@ func (c *Config) Validate() error {
 	reg := c.Registry
 	if len(reg.All()) == 0 {
 		reg = registry.Default()
+	}
+	// Every stream an actor names must be one the topology creates (a new
+	// stream goes into natsx.Topology).
+	streams := map[string]bool{}
+	for _, sc := range (natsx.Topology{}).Streams() {
+		streams[sc.Name] = true
+	}
+	for _, a := range reg.All() {
+		for _, in := range a.Inputs {
+			if !streams[in.Stream] {
+				return fmt.Errorf("%w: actor %s reads stream %s, which the topology does not create (add it to natsx.Topology)", ErrConfig, a.Name, in.Stream)
+			}
+		}
+		for _, o := range a.Outputs {
+			if !streams[o.Stream] {
+				return fmt.Errorf("%w: actor %s publishes to stream %s, which the topology does not create (add it to natsx.Topology)", ErrConfig, a.Name, o.Stream)
+			}
+		}
 	}
 	plan, err := faults.Parse(c.Faults)
 	if err == nil {
