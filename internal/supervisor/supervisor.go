@@ -230,17 +230,8 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	{
 		pctx, stop := context.WithCancel(context.Background())
 		// Subscribed before any actor starts: no exit goes unrecorded.
-		exits := make(chan events.Event, 64)
-		s.bus.Subscribe(func(e events.Event) {
-			switch e.(type) {
-			case events.Exited, events.GaveUp:
-				select {
-				case exits <- e:
-				default:
-					s.log.Warn("restart counts are behind; one restart not persisted", "actor", e.Of())
-				}
-			}
-		})
+		exits := &exitQueue{wake: make(chan struct{}, 1)}
+		s.bus.Subscribe(exits.on)
 		g.Add(func() error { return s.persist(pctx, exits) }, func(error) { stop() })
 	}
 	{
@@ -495,7 +486,7 @@ func (s *Supervisor) logEvent(e events.Event) {
 // persist writes restart counts and causes to the state bucket as actors
 // exit (the Exited and GaveUp events on exits), until ctx is done; then it
 // writes what is left.
-func (s *Supervisor) persist(ctx context.Context, exits <-chan events.Event) error {
+func (s *Supervisor) persist(ctx context.Context, exits *exitQueue) error {
 	write := func(e events.Event) {
 		var exit events.Exit
 		switch e := e.(type) {
@@ -530,19 +521,46 @@ func (s *Supervisor) persist(ctx context.Context, exits <-chan events.Event) err
 	}
 	for {
 		select {
-		case e := <-exits:
-			write(e)
-		case <-ctx.Done():
-			for {
-				select {
-				case e := <-exits:
-					write(e)
-				default:
-					return nil
-				}
+		case <-exits.wake:
+			for _, e := range exits.take() {
+				write(e)
 			}
+		case <-ctx.Done():
+			for _, e := range exits.take() {
+				write(e)
+			}
+			return nil
 		}
 	}
+}
+
+// exitQueue holds the exits not yet persisted: the bus never waits on
+// the state bucket, and no exit is dropped.
+type exitQueue struct {
+	mu   sync.Mutex
+	list []events.Event
+	wake chan struct{} // one slot: there is something to take
+}
+
+func (q *exitQueue) on(e events.Event) {
+	switch e.(type) {
+	case events.Exited, events.GaveUp:
+		q.mu.Lock()
+		q.list = append(q.list, e)
+		q.mu.Unlock()
+		select {
+		case q.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (q *exitQueue) take() []events.Event {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	l := q.list
+	q.list = nil
+	return l
 }
 
 // watchDLQ reports every message stored in the DLQ stream from now on as
