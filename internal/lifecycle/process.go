@@ -117,8 +117,11 @@ func (p *Process) Life(ctx context.Context) error {
 	p.defaults()
 	// One life at a time per actor: its dir is named after it, short, since
 	// a unix socket's path must fit in 108 bytes.
-	dir, err := os.MkdirTemp("", p.Name+"-") // no TempDir: a fresh one
-	if p.TempDir != "" {
+	var dir string
+	var err error
+	if p.TempDir == "" {
+		dir, err = os.MkdirTemp("", p.Name+"-") // a fresh one, never a shared name
+	} else {
 		dir = filepath.Join(p.TempDir, p.Name)
 		_ = os.RemoveAll(dir) // what a life the supervisor could not clean up left
 		err = os.Mkdir(dir, 0o700)
@@ -145,7 +148,7 @@ func (p *Process) Life(ctx context.Context) error {
 	var gr *groupRunner
 	build := func(spec *exec.Cmd) *exec.Cmd {
 		cmd = exec.CommandContext(handshake, p.Path)
-		cmd.Cancel = func() error { gr.kill(); return nil }
+		cmd.Cancel = func() error { gr.killStarted(cmd.Process.Pid); return nil }
 		cmd.Env = append(append(spec.Env, p.Env...), protocol.EnvCrashFD+"=3")
 		cmd.ExtraFiles = []*os.File{crash} // fd 3
 		// Its own process group, so that a stop or a kill reaches whatever
@@ -277,7 +280,15 @@ func (p *Process) ended(c *child, client *plugin.Client, cmd *exec.Cmd, crashPat
 			report = protocol.CrashReport{}
 		}
 	}
-	return &ExitError{Exit: classify(c.why(), report, cmd.ProcessState), PID: c.pid}
+	why = c.why()
+	if why != nil && why.Cause == events.CauseStartFailed && !c.run.killedByUs() {
+		// Killed from outside while it started: that is a kill, not a
+		// binary that cannot start (which the keeper gives up on).
+		if ws, ok := processStatus(cmd); ok && ws.Signaled() {
+			why = &events.Exit{Cause: events.CauseKilled, Detail: "signal: " + ws.Signal().String() + " (while it started)"}
+		}
+	}
+	return &ExitError{Exit: classify(why, report, cmd.ProcessState), PID: c.pid}
 }
 
 // classify turns how a process ended into an Exit.
@@ -386,4 +397,13 @@ func (l *Live) Kill(name string) (pid int, err error) {
 	}
 	c.end(&events.Exit{Cause: events.CauseKilled, Detail: "killed on request (supervisor kill)"})
 	return c.pid, nil
+}
+
+// processStatus is how a reaped process ended, if known.
+func processStatus(cmd *exec.Cmd) (syscall.WaitStatus, bool) {
+	if cmd.ProcessState == nil {
+		return 0, false
+	}
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ws, ok
 }

@@ -36,8 +36,9 @@ type groupRunner struct {
 
 	exited chan struct{} // closed once the process has ended and its group is killed
 
-	mu   sync.Mutex
-	gone bool // the group was killed after the exit: no more signals
+	mu     sync.Mutex
+	gone   bool // the group was killed after the exit: no more signals
+	killed bool // the supervisor signalled the group while the process ran
 }
 
 var _ runner.Runner = (*groupRunner)(nil)
@@ -58,18 +59,21 @@ func (r *groupRunner) Start(context.Context) error {
 	if err := r.cmd.Start(); err != nil {
 		return err
 	}
-	r.pid = r.cmd.Process.Pid
-	r.started(r.pid)
-	go r.watch()
+	pid := r.cmd.Process.Pid
+	r.mu.Lock()
+	r.pid = pid
+	r.mu.Unlock()
+	r.started(pid)
+	go r.watch(pid)
 	return nil
 }
 
 // watch waits for the process to end (the kernel wakes it; nothing polls),
 // then kills what is left of its group and closes exited.
-func (r *groupRunner) watch() {
-	waitExit(r.pid)
+func (r *groupRunner) watch(pid int) {
+	waitExit(pid)
 	r.mu.Lock()
-	killGroup(r.pid)
+	killGroup(pid)
 	r.gone = true
 	r.mu.Unlock()
 	close(r.exited)
@@ -86,6 +90,27 @@ func (r *groupRunner) kill() {
 	defer r.mu.Unlock()
 	if !r.gone {
 		killGroup(r.pid)
+		r.killed = true
+	}
+}
+
+// killedByUs reports whether the supervisor signalled the process while it
+// ran (a stop, a health check, go-plugin's handshake timeout): if not, a
+// signal that ended it came from outside.
+func (r *groupRunner) killedByUs() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.killed
+}
+
+// killStarted is kill for exec's Cancel, which may run before Start has
+// recorded the pid.
+func (r *groupRunner) killStarted(pid int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.gone {
+		killGroup(pid)
+		r.killed = true
 	}
 }
 
@@ -103,7 +128,11 @@ func (r *groupRunner) Kill(context.Context) error {
 func (r *groupRunner) Stdout() io.ReadCloser { return r.stdout }
 func (r *groupRunner) Stderr() io.ReadCloser { return r.stderr }
 func (r *groupRunner) Name() string          { return r.cmd.Path }
-func (r *groupRunner) ID() string            { return strconv.Itoa(r.pid) }
+func (r *groupRunner) ID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strconv.Itoa(r.pid)
+}
 
 func (r *groupRunner) Diagnose(context.Context) string {
 	return "the actor did not complete go-plugin's handshake: is " + r.cmd.Path + " an actor binary of this version, run by its supervisor?"
