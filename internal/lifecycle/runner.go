@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin/runner"
+	"golang.org/x/sys/unix"
 )
 
 // pipeGrace is how long after an actor's exit its pipes may stay open (a
@@ -89,9 +90,17 @@ func (r *groupRunner) kill() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.gone {
+		r.killed = r.killed || running(r.pid)
 		killGroup(r.pid)
-		r.killed = true
 	}
+}
+
+// running reports whether the process has not ended yet (it may be a zombie
+// waiting to be reaped: then it has ended).
+func running(pid int) bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil)
+	return err == nil && info.Signo == 0 // the kernel fills in SIGCHLD when it has ended
 }
 
 // killedByUs reports whether the supervisor signalled the process while it
@@ -109,8 +118,8 @@ func (r *groupRunner) killStarted(pid int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.gone {
+		r.killed = r.killed || running(pid)
 		killGroup(pid)
-		r.killed = true
 	}
 }
 
