@@ -37,9 +37,15 @@ image: build
 vet:
 	$(GO) vet ./...
 
+# Every decoder of wire input, one fuzz target each (seed corpora in each
+# package's testdata/fuzz). CI runs each briefly: make fuzz FUZZTIME=3s.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./pkg/protocol/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeOuts -fuzztime 30s ./internal/actor/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/protocol/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseReplay$$' -fuzztime $(FUZZTIME) ./pkg/protocol/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOuts$$' -fuzztime $(FUZZTIME) ./internal/actor/
+	$(GO) test -run '^$$' -fuzz '^FuzzWorker$$' -fuzztime $(FUZZTIME) ./internal/actors/
+	$(GO) test -run '^$$' -fuzz '^FuzzDeadLetterOf$$' -fuzztime $(FUZZTIME) ./internal/ledger/
 
 clean:
 	rm -rf $(BIN) data

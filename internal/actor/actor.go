@@ -27,6 +27,10 @@ var (
 	// ErrStalled is returned by Status when the actor loop has not turned
 	// within ActorConfig.StallAfter.
 	ErrStalled = errors.New("actor loop stalled")
+	// ErrDeliveryGap: a delivery of a consumer went missing (to an older
+	// copy, or lost between server and client). The process exits; the
+	// supervisor resets the consumer before the next one starts.
+	ErrDeliveryGap = errors.New("delivery gap")
 )
 
 // Env is what a behaviour sees of its runtime.
@@ -41,6 +45,11 @@ type Msg struct {
 	Data   []byte
 	Header nats.Header
 	Seq    uint64 // stream sequence
+	// Gap: the stream sequence jumped since the input's last message, so
+	// messages left the stream without reaching this actor (a purge, a
+	// deletion, a damaged store). Without a gap, a message ahead of the
+	// next expected one is out of order: producers publish in order.
+	Gap bool
 }
 
 // Out is one message to publish.
@@ -79,8 +88,17 @@ type Processor[D any] interface {
 	Apply(env *Env, in protocol.Input, v any, d *D) []Out
 	// Discard is called instead of Apply when a message is dead-lettered.
 	// It must move d's position marks past the message if it is the
-	// pipeline's own, so that a republished copy is not taken later.
-	Discard(in protocol.Input, m Msg, d *D)
+	// pipeline's own (and in order: see Checker), so that a republished
+	// copy is not taken later.
+	Discard(env *Env, in protocol.Input, m Msg, d *D)
+}
+
+// Checker is a Processor that checks a decoded message against its state
+// before taking it: an error (protocol.ErrOutOfOrder,
+// protocol.ErrImplausible) dead-letters the message with the error as its
+// reason, and the marks do not move.
+type Checker[D any] interface {
+	Check(env *Env, in protocol.Input, v any, d *D) error
 }
 
 // Producer is an actor that only publishes (generator, heartbeat).

@@ -182,6 +182,9 @@ func (h *Host) Start(cfg protocol.ActorConfig) error {
 		if err == nil && !stopping {
 			err = errors.New("work loop ended by itself")
 		}
+		if stopping && errors.Is(err, context.Canceled) {
+			err = nil // stopped in the middle of a call: a stop, not a failure
+		}
 		if err != nil {
 			log.Error("actor failed", "error", err)
 			h.failed <- err

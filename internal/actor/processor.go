@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/faults"
-	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -20,8 +19,9 @@ const pollWait = 200 * time.Millisecond
 
 type processor[D any] struct {
 	*core[D]
-	p    Processor[D]
-	cons map[string]*input
+	dlqLast uint64 // the DLQ's last sequence, as last read
+	p       Processor[D]
+	cons    map[string]*input
 	// pend is the last batch's outbox being published, its inputs not yet
 	// acked: the next batch is fetched meanwhile, and settles it first.
 	pend *pending
@@ -68,14 +68,16 @@ func (r *processor[D]) open(ctx context.Context) error {
 	return nil
 }
 
-// reset recreates the consumer: every unacked message comes back at once,
-// in stream order, so the Applied high-water mark stays sound.
+// reset binds the consumer, which the supervisor recreated before this
+// process started: every message a predecessor had not acked comes back
+// at once, in stream order, so the Applied high-water mark stays sound.
 func (r *processor[D]) reset(ctx context.Context, i *input) error {
-	c, err := natsx.ResetConsumer(ctx, r.js, r.topo, i.in)
+	c, err := r.js.Consumer(ctx, i.in.Stream, i.in.Consumer)
 	if err != nil {
-		return err
+		return fmt.Errorf("consumer %s: %w", i.in.Consumer, err)
 	}
-	i.c, i.nextCSeq = c, 1 // a new consumer's first delivery is number 1
+	info := c.CachedInfo()
+	i.c, i.nextCSeq = c, info.Delivered.Consumer+1
 	return nil
 }
 
@@ -194,14 +196,12 @@ func (r *processor[D]) batch(ctx context.Context, i *input, msgs []jetstream.Msg
 		if md.Sequence.Consumer > i.nextCSeq {
 			// A delivery went missing between server and client (or to an
 			// older copy of this actor): later messages must not be applied
-			// ahead of it.
-			r.env.Log.Warn("delivery gap; resetting consumer", "consumer", i.in.Consumer, "expected", i.nextCSeq, "got", md.Sequence.Consumer)
+			// ahead of it. The supervisor resets the consumer when it
+			// starts the next process: every unacked message comes back.
 			if err := r.settle(ctx); err != nil {
 				return err
 			}
-			rctx, cancel := withTimeout(ctx)
-			defer cancel()
-			return r.reset(rctx, i)
+			return fmt.Errorf("%w on %s: expected delivery %d, got %d", ErrDeliveryGap, i.in.Consumer, i.nextCSeq, md.Sequence.Consumer)
 		}
 		i.nextCSeq = max(i.nextCSeq, md.Sequence.Consumer+1)
 		if md.Sequence.Stream <= cur.Applied {
@@ -262,7 +262,9 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 	}
 	work := r.state()
 	work.Outbox = nil // the previous batch's outputs are stored
-	work.cursor(in.Consumer).Inflight = &Inflight{From: ds[0].seq, To: ds[len(ds)-1].seq, Attempts: attempts, LastError: lastErr}
+	was := work.cursor(in.Consumer).Inflight
+	prevSolo := was != nil && was.Solo && was.From == ds[0].seq && was.To == ds[0].seq
+	work.cursor(in.Consumer).Inflight = &Inflight{From: ds[0].seq, To: ds[len(ds)-1].seq, Attempts: attempts, LastError: lastErr, Solo: len(ds) == 1}
 	sctx, cancel := withTimeout(ctx)
 	defer cancel()
 	if err := r.save(sctx, work); err != nil {
@@ -279,25 +281,45 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 	}()
 
 	work = r.state()
+	prev := work.cursor(in.Consumer).Applied // the last stream sequence taken
+	msg := func(d delivery) Msg {
+		m := Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq, Gap: d.seq > prev+1}
+		prev = d.seq
+		return m
+	}
 	var outs []Out
 	var keys []uint64
-	if len(ds) == 1 && attempts > cfg.Showstopper {
+	deadBytes := 0 // the dead letters' payloads in outs: bounded (MaxDeadBatch)
+	// A message is dead-lettered only once it has failed alone: a batch
+	// that failed says nothing of which of its messages failed it.
+	if len(ds) == 1 && attempts > cfg.Showstopper && prevSolo {
 		d := ds[0]
 		reason := fmt.Sprintf("showstopper: %d deliveries without ack", attempts-1)
 		if lastErr != "" {
 			reason += "; last error: " + lastErr
 		}
 		r.env.Log.Error("dead-lettering showstopper", "consumer", in.Consumer, "seq", d.seq, "payload", string(d.m.Data()), "reason", reason)
-		r.p.Discard(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq}, &work.Data)
-		outs = append(outs, r.deadLetter(in, d, attempts, reason)...)
+		r.p.Discard(&r.env, in, msg(d), &work.Data)
+		outs = append(outs, r.deadLetter(in, d, attempts, reason, &deadBytes)...)
 	} else {
 		for _, d := range ds {
-			key, v, err := r.p.Decode(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq})
+			m := msg(d)
+			key, v, err := r.p.Decode(in, m)
+			if err == nil {
+				var ierr error
+				if err, ierr = r.checkReplay(sctx, m); ierr != nil {
+					r.uncount(in.Consumer) // the server failed, not the message
+					return ierr
+				}
+			}
+			if c, ok := r.p.(Checker[D]); ok && err == nil {
+				err = c.Check(&r.env, in, v, &work.Data)
+			}
 			if err != nil {
 				reason := err.Error()
 				r.env.Log.Warn("dead-lettering a message it cannot take", "consumer", in.Consumer, "seq", d.seq, "reason", reason)
-				r.p.Discard(in, Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq}, &work.Data)
-				outs = append(outs, r.deadLetter(in, d, attempts, reason)...)
+				r.p.Discard(&r.env, in, m, &work.Data)
+				outs = append(outs, r.deadLetter(in, d, attempts, reason, &deadBytes)...)
 				continue
 			}
 			if r.p.Fresh(in, v, &work.Data) {
@@ -376,10 +398,36 @@ func (r *processor[D]) recordPanic(consumer string, p any) {
 // came from this actor's own dead-letter subject (an actor that reads the
 // DLQ): that would feed it back to itself forever. Such a message stays in
 // the DLQ stream, and the error log says so.
-func (r *processor[D]) deadLetter(in protocol.Input, d delivery, attempts int, reason string) []Out {
+func (r *processor[D]) deadLetter(in protocol.Input, d delivery, attempts int, reason string, batchBytes *int) []Out {
 	if d.m.Subject() == protocol.DLQSubject(r.env.Config.Actor) {
 		r.env.Log.Error("not dead-lettering a dead letter of its own again; it stays in the DLQ", "seq", d.seq, "reason", reason)
 		return nil
 	}
-	return []Out{deadLetter(r.env.Config.Actor, in, d.m, d.seq, attempts, reason)}
+	out, kept := deadLetter(r.env.Config.Actor, in, d.m, d.seq, attempts, reason, *batchBytes >= MaxDeadBatch)
+	*batchBytes += kept
+	return []Out{out}
+}
+
+// checkReplay refuses a replay of a dead letter the DLQ has not stored yet:
+// only `supervisor dlq replay` replays, and only what is there.
+// refused is the reason to dead-letter; failed, a failure to find out.
+func (r *processor[D]) checkReplay(ctx context.Context, m Msg) (refused, failed error) {
+	seq, ok, err := protocol.ParseReplay(m.Header)
+	if !ok || err != nil || seq <= r.dlqLast {
+		return nil, nil // not a replay, or malformed (Decode's to say), or plausible
+	}
+	s, err := r.js.Stream(ctx, protocol.StreamDLQ)
+	if err == nil {
+		var info *jetstream.StreamInfo
+		if info, err = s.Info(ctx); err == nil {
+			r.dlqLast = info.State.LastSeq
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("DLQ stream info: %w", err)
+	}
+	if seq > r.dlqLast {
+		return fmt.Errorf("%w: a replay of dead letter %d: the DLQ's last is %d", protocol.ErrImplausible, seq, r.dlqLast), nil
+	}
+	return nil, nil
 }

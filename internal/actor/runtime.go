@@ -2,6 +2,8 @@ package actor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,7 +67,11 @@ func newCore[D any](cfg protocol.ActorConfig, log *slog.Logger, beh Behaviour[D]
 // open connects, loads the state and claims it: the start count goes up by
 // one with a compare-and-set, fencing any older copy.
 func (c *core[D]) open(ctx context.Context) error {
-	nc, js, err := natsx.Connect(c.env.Config.NATSURL, c.env.Config.Actor)
+	opts, err := natsx.Auth(c.env.Config.NATSCreds)
+	if err != nil {
+		return err
+	}
+	nc, js, err := natsx.Connect(c.env.Config.NATSURL, c.env.Config.Actor, append(opts, natsx.LogErrors(c.env.Log))...)
 	if err != nil {
 		return err
 	}
@@ -247,16 +253,42 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // deadLetter builds the DLQ message for a delivery.
-func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, deliveries int, reason string) Out {
+func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, deliveries int, reason string, cut bool) (out Out, kept int) {
 	h := nats.Header{}
-	for k, v := range m.Headers() {
+	size, dropped := 0, 0
+	for _, k := range slices.Sorted(maps.Keys(m.Headers())) {
 		// Nats-* headers are instructions to the server (message ID,
 		// expected sequences): copied, they would be enforced again.
-		if !strings.HasPrefix(k, "Nats-") {
-			h[k] = v
+		if strings.HasPrefix(k, "Nats-") || deadLetterHeaders[k] {
+			continue // set below, or would claim what is not so
 		}
+		v := m.Headers()[k]
+		n := len(k)
+		for _, x := range v {
+			n += len(x) + 4
+		}
+		if cut || size+n > MaxDeadHeaders {
+			dropped++
+			continue
+		}
+		size += n
+		h[k] = v
+	}
+	if dropped > 0 {
+		h.Set(protocol.HeaderDroppedHeaders, strconv.Itoa(dropped))
+	}
+	data := m.Data()
+	if (cut || len(data) > MaxDeadPayload) && len(data) > DeadExcerpt {
+		sum := sha256.Sum256(data)
+		h.Set(protocol.HeaderTruncated, "true")
+		h.Set(protocol.HeaderOrigSize, strconv.Itoa(len(data)))
+		h.Set(protocol.HeaderOrigSHA256, hex.EncodeToString(sum[:]))
+		data = data[:min(len(data), DeadExcerpt)]
 	}
 	h.Set(protocol.HeaderActor, actor)
+	if len(reason) > maxReason {
+		reason = strings.ToValidUTF8(reason[:maxReason], "") + "…"
+	}
 	h.Set(protocol.HeaderReason, reason)
 	h.Set(protocol.HeaderOrigSubject, m.Subject())
 	h.Set(protocol.HeaderOrigStream, in.Stream)
@@ -266,8 +298,35 @@ func deadLetter(actor string, in protocol.Input, m jetstream.Msg, seq uint64, de
 	if id := m.Headers().Get(protocol.HeaderMsgID); id != "" {
 		h.Set(protocol.HeaderOrigMsgID, id)
 	}
-	return Out{Subject: protocol.DLQSubject(actor), MsgID: protocol.DLQMsgID(in.Stream, seq), Data: m.Data(), Header: h}
+	return Out{Subject: protocol.DLQSubject(actor), MsgID: protocol.DLQMsgID(in.Stream, seq), Data: data, Header: h}, len(data) + size
 }
+
+// deadLetterHeaders are the dead letter's own: never copied from the
+// message dead-lettered.
+var deadLetterHeaders = map[string]bool{
+	protocol.HeaderActor: true, protocol.HeaderReason: true, protocol.HeaderOrigSubject: true,
+	protocol.HeaderOrigStream: true, protocol.HeaderOrigSequence: true, protocol.HeaderDeliveries: true,
+	protocol.HeaderOrigMsgID: true, protocol.HeaderTruncated: true, protocol.HeaderOrigSize: true,
+	protocol.HeaderOrigSHA256: true, protocol.HeaderDroppedHeaders: true,
+}
+
+// What a dead letter may keep. Its outbox, state included, must stay well
+// under the server's maximum payload (1 MiB by default), whatever arrives:
+// a payload larger than MaxDeadPayload (no message of the pipeline's comes
+// near it) keeps its first DeadExcerpt bytes, its size and its SHA-256,
+// and is not replayable; so does any payload over DeadExcerpt of a batch
+// whose dead letters already hold MaxDeadBatch bytes (those keep none of
+// the original's headers either). Headers of the original beyond
+// MaxDeadHeaders bytes are left out (and counted). At most: MaxDeadBatch
+// plus a batch (256) of excerpts with the dead letter's own headers, some
+// 350 KiB.
+const (
+	maxReason      = 1 << 10
+	MaxDeadPayload = 16 << 10
+	DeadExcerpt    = 512
+	MaxDeadBatch   = 128 << 10
+	MaxDeadHeaders = 4 << 10
+)
 
 // errCodeWrongLastMsgID: the stream's last message is not the one expected
 // (Nats-Expected-Last-Msg-Id).

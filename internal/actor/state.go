@@ -150,6 +150,7 @@ type Inflight struct {
 	From      uint64 `json:"from"`
 	To        uint64 `json:"to"`
 	Attempts  int    `json:"attempts"`             // deliveries of this range begun, this one included
+	Solo      bool   `json:"solo,omitempty"`       // the range was attempted as one message alone
 	LastError string `json:"last_error,omitempty"` // the panic that ended the last attempt, if known
 }
 

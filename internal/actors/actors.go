@@ -108,7 +108,10 @@ func (h Heartbeat) Next(env *actor.Env, d *HeartbeatState, i int) (actor.Keys, a
 // Worker turns one number into its FizzBuzz result for every beat.
 type Worker struct{}
 
-var _ actor.Processor[WorkerState] = Worker{}
+var (
+	_ actor.Processor[WorkerState] = Worker{}
+	_ actor.Checker[WorkerState]   = Worker{}
+)
 
 func (Worker) Counters(d *WorkerState) map[string]uint64 {
 	return map[string]uint64{"credits": d.Credits, "beats": d.Beats, "processed": d.Processed, "dead_lettered": d.DeadLettered, "duplicates": d.Duplicates}
@@ -127,7 +130,14 @@ func (Worker) Limit(in protocol.Input, d *WorkerState) int {
 
 type number struct {
 	n, seq uint64
+	gap    bool // messages left the stream just before it
 	once
+}
+
+// beat is a decoded beat with its place in the stream.
+type beat struct {
+	protocol.Beat
+	gap bool
 }
 
 func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
@@ -137,7 +147,7 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 		if err == nil {
 			err = protocol.CheckMsgID("beat", id, protocol.BeatMsgID(b))
 		}
-		return actor.NoKey, b, err // faults refer to numbers, not beats
+		return actor.NoKey, beat{Beat: b, gap: m.Gap}, err // faults refer to numbers, not beats
 	}
 	n, err := protocol.DecodeNumber(m.Data)
 	if err != nil {
@@ -147,7 +157,41 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 	if !isReplay {
 		err = protocol.CheckMsgID("number", id, protocol.NumberMsgID(n))
 	}
-	return n, number{n: n, seq: m.Seq, once: once{replay}}, err
+	return n, number{n: n, seq: m.Seq, gap: m.Gap, once: once{replay}}, err
+}
+
+// Check refuses what the generator and the heartbeat could not have sent:
+// a number ahead of the next one with nothing missing before it in the
+// stream (out of order: taking it would skip every real value below it),
+// a beat of a later run than the supervisor's, beyond the run's beats,
+// carrying more than --batch beats, or ahead of the next beat with
+// nothing missing before it.
+func (Worker) Check(env *actor.Env, in protocol.Input, v any, d *WorkerState) error {
+	cfg := env.Config
+	if in == protocol.WorkerBeats {
+		b := v.(beat)
+		last := b.Beat.Beat + b.Beats() - 1
+		switch {
+		case b.Count > uint64(max(cfg.Batch, 1)):
+			return fmt.Errorf("%w: a beat message carrying %d beats: the heartbeat sends at most --batch (%d)", protocol.ErrImplausible, b.Count, cfg.Batch)
+		case cfg.Run > 0 && b.Run > cfg.Run:
+			return fmt.Errorf("%w: a beat of run %d: the supervisor runs run %d", protocol.ErrImplausible, b.Run, cfg.Run)
+		case cfg.Beats > 0 && last > cfg.Beats:
+			return fmt.Errorf("%w: beat %d of a run of %d beats", protocol.ErrImplausible, last, cfg.Beats)
+		case b.gap:
+			return nil
+		case b.Run == d.BeatRun && b.Beat.Beat > d.LastBeat+1:
+			return fmt.Errorf("%w: beat %d of run %d arrived where %d was next, with nothing missing before it in %s", protocol.ErrOutOfOrder, b.Beat.Beat, b.Run, d.LastBeat+1, protocol.StreamBeats)
+		case b.Run > d.BeatRun && b.Beat.Beat > 1:
+			return fmt.Errorf("%w: beat %d opens run %d, with nothing missing before it in %s", protocol.ErrOutOfOrder, b.Beat.Beat, b.Run, protocol.StreamBeats)
+		}
+		return nil
+	}
+	num := v.(number)
+	if num.replay == 0 && !num.gap && num.n > d.NextValue {
+		return fmt.Errorf("%w: number %d arrived where %d was next, with nothing missing before it in %s", protocol.ErrOutOfOrder, num.n, d.NextValue, protocol.StreamNumbers)
+	}
+	return nil
 }
 
 // Fresh: a number not yet taken (by value, or a replay by its ID). Beats
@@ -162,7 +206,7 @@ func (Worker) Fresh(in protocol.Input, v any, d *WorkerState) bool {
 
 func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) []actor.Out {
 	if in == protocol.WorkerBeats {
-		b := v.(protocol.Beat)
+		b := v.(beat).Beat
 		last := b.Beat + b.Beats() - 1
 		switch {
 		case b.Run > d.BeatRun:
@@ -199,18 +243,19 @@ func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) 
 
 // Discard: a dead-lettered number still spends its beat; a malformed beat
 // grants nothing. Either way the marks move past the pipeline's own
-// messages, so that a republished copy of a dead letter is not taken later.
-func (w Worker) Discard(in protocol.Input, m actor.Msg, d *WorkerState) {
+// messages (never past one that Check refuses), so that a republished copy
+// of a dead letter is not taken later.
+func (w Worker) Discard(env *actor.Env, in protocol.Input, m actor.Msg, d *WorkerState) {
 	if in == protocol.WorkerNumbers {
 		d.Credits--
 		d.DeadLettered++
 	}
-	if _, v, err := w.Decode(in, m); err == nil {
+	if _, v, err := w.Decode(in, m); err == nil && w.Check(env, in, v, d) == nil {
 		switch v := v.(type) {
 		case number:
 			v.take(nil, v.n, &d.Replayed, func() { d.NextValue = max(d.NextValue, v.n+1) })
-		case protocol.Beat:
-			last := v.Beat + v.Beats() - 1
+		case beat:
+			last := v.Beat.Beat + v.Beats() - 1
 			if v.Run > d.BeatRun {
 				d.BeatRun, d.LastBeat = v.Run, last
 			} else if v.Run == d.BeatRun {
@@ -290,7 +335,7 @@ func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *LoggerState) 
 
 // Discard moves the source mark past a dead-lettered result of the
 // worker's, or records a dead-lettered replay as taken.
-func (l Logger) Discard(in protocol.Input, m actor.Msg, d *LoggerState) {
+func (l Logger) Discard(_ *actor.Env, in protocol.Input, m actor.Msg, d *LoggerState) {
 	if _, v, err := l.Decode(in, m); err == nil {
 		res := v.(result)
 		res.take(nil, res.r.Value, &d.Replayed, func() { d.LastSource = max(d.LastSource, res.source) })

@@ -127,7 +127,7 @@ func TestWorkerSpendsOneBeatPerNumber(t *testing.T) {
 		outs[0].Header.Get(protocol.HeaderSourceSequence) != "40" {
 		t.Fatalf("outputs %+v", outs)
 	}
-	w.Discard(protocol.WorkerNumbers, numberMsg("16", 41), d) // a dead-lettered number spends its beat too
+	w.Discard(env(0, 0), protocol.WorkerNumbers, numberMsg("16", 41), d) // a dead-lettered number spends its beat too
 	if d.Credits != 0 || d.Processed != 1 || d.DeadLettered != 1 || d.NextValue != 17 {
 		t.Fatalf("state %+v, want the mark past the dead letter (17)", d)
 	}
@@ -186,7 +186,7 @@ func TestLoggerTallies(t *testing.T) {
 	if d.Tally != want || d.Duplicates != 1 || d.LastSource != 5 {
 		t.Fatalf("state %+v, want tally %+v and 1 duplicate", d, want)
 	}
-	l.Discard(protocol.LoggerResults, res(21, 9), d) // dead-lettered: the mark moves past it
+	l.Discard(env(0, 0), protocol.LoggerResults, res(21, 9), d) // dead-lettered: the mark moves past it
 	apply(t, l, protocol.LoggerResults, res(21, 9), d)
 	if d.LastSource != 9 || d.Duplicates != 2 || d.Tally.Fizz != 2 {
 		t.Fatalf("a copy of a dead-lettered result was logged: %+v", d)
@@ -241,7 +241,7 @@ func TestReplaysAreTakenOnce(t *testing.T) {
 	if d.Processed != 1 || d.Duplicates != 1 {
 		t.Fatalf("a copy of a replay was taken: %+v", d)
 	}
-	w.Discard(protocol.WorkerNumbers, replay(numberMsg("41", 9), "6"), d)
+	w.Discard(env(0, 0), protocol.WorkerNumbers, replay(numberMsg("41", 9), "6"), d)
 	if !d.Replayed.Has(6) || d.NextValue != 50 || d.DeadLettered != 1 {
 		t.Fatalf("a dead-lettered replay: %+v, want it recorded", d)
 	}
@@ -262,5 +262,85 @@ func TestReplaysAreTakenOnce(t *testing.T) {
 	apply(t, l, protocol.LoggerResults, replay(res, "5"), ld)
 	if ld.Tally.Total() != 1 || ld.Tally.Sum != 41 || ld.Duplicates != 1 || ld.LastSource != 100 || !ld.Replayed.Has(5) {
 		t.Fatalf("logger replays: %+v, want 41 logged once, the source mark kept", ld)
+	}
+}
+
+// The worker refuses what no producer of the pipeline sent: a number ahead
+// of the next with nothing missing before it in the stream, beats beyond
+// what the run allows. Dead-lettered, such a message moves no mark; a
+// number after a gap in the stream sequence (values removed) is taken.
+func TestWorkerRefusesWhatNoProducerSent(t *testing.T) {
+	w := Worker{}
+	e := env(0, 100)
+	e.Config.Batch = 256
+	check := func(in protocol.Input, m actor.Msg, d *WorkerState) error {
+		t.Helper()
+		_, v, err := w.Decode(in, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.Check(e, in, v, d)
+	}
+	d := &WorkerState{NextValue: 40, BeatRun: 2, LastBeat: 10}
+	far := numberMsg("18446744073709551615", 7)
+	if err := check(protocol.WorkerNumbers, far, d); !errors.Is(err, protocol.ErrOutOfOrder) {
+		t.Fatalf("a number far ahead without a gap: %v, want out-of-order", err)
+	}
+	w.Discard(e, protocol.WorkerNumbers, far, d)
+	if d.NextValue != 40 {
+		t.Fatalf("dead-lettering an out-of-order number moved the mark to %d", d.NextValue)
+	}
+	for _, n := range []string{"40", "12"} { // the next, and a copy
+		if err := check(protocol.WorkerNumbers, numberMsg(n, 8), d); err != nil {
+			t.Fatalf("number %s: %v", n, err)
+		}
+	}
+	gap := numberMsg("45", 9)
+	gap.Gap = true
+	if err := check(protocol.WorkerNumbers, gap, d); err != nil {
+		t.Fatalf("a number after a gap in the stream: %v", err)
+	}
+	for _, c := range []struct {
+		what string
+		m    actor.Msg
+		want error
+	}{
+		{"a count above --batch", beatMsg(2, 11, 257), protocol.ErrImplausible},
+		{"a count near 2^64", beatMsg(2, 11, 1<<63), protocol.ErrImplausible},
+		{"a later run", beatMsg(3, 1, 0), protocol.ErrImplausible},
+		{"beyond --beats", beatMsg(2, 101, 0), protocol.ErrImplausible},
+		{"a beat ahead", beatMsg(2, 50, 0), protocol.ErrOutOfOrder},
+		{"the next beat", beatMsg(2, 11, 0), nil},
+		{"a batch of the next beats", beatMsg(2, 11, 256), protocol.ErrImplausible}, // 11+255 > 100
+		{"a copy", beatMsg(2, 3, 0), nil},
+	} {
+		if err := check(protocol.WorkerBeats, c.m, d); !errors.Is(err, c.want) && (err != nil || c.want != nil) {
+			t.Errorf("%s: %v, want %v", c.what, err, c.want)
+		}
+	}
+	w.Discard(e, protocol.WorkerBeats, beatMsg(2, 50, 0), d)
+	if d.LastBeat != 10 {
+		t.Fatalf("dead-lettering an out-of-order beat moved the mark to %d", d.LastBeat)
+	}
+}
+
+// The closed form agrees with adding value by value, and takes no time for
+// a range near 2^64.
+func TestTallyOfRange(t *testing.T) {
+	var loop Tally
+	for n := range uint64(2000) {
+		if got := TallyOfRange(n); got != loop {
+			t.Fatalf("TallyOfRange(%d) = %+v, want %+v", n, got, loop)
+		}
+		loop.Add(n)
+	}
+	big := TallyOfRange(^uint64(0))
+	if big.Total() != ^uint64(0) {
+		t.Fatalf("a range of 2^64-1 values counts %d", big.Total())
+	}
+	big.Add(^uint64(0) - 1) // not in the range: 0 … 2^64-2
+	big.Remove(^uint64(0) - 1)
+	if big != TallyOfRange(^uint64(0)) {
+		t.Fatal("Remove does not undo Add")
 	}
 }

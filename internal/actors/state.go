@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"math/big"
 	"slices"
 
 	"github.com/robust/robust/pkg/protocol"
@@ -108,4 +109,41 @@ func (s *Seqs) Add(q uint64) bool {
 	}
 	*s = slices.Insert(slices.Clip(*s), i, q)
 	return true
+}
+
+// Remove takes one value out of the tally (the inverse of Add).
+func (t *Tally) Remove(n uint64) {
+	t.Sum -= n
+	t.SumSq -= n * n
+	*t.count(protocol.Classify(n))--
+}
+
+// TallyOfRange is the tally of the values 0 … n-1, computed in constant
+// time: the reconciliation costs what it reads, never what a state claims.
+func TallyOfRange(n uint64) Tally {
+	ceil := func(d uint64) uint64 { // multiples of d in [0, n)
+		m := n / d
+		if n%d != 0 {
+			m++
+		}
+		return m
+	}
+	m3, m5, m15 := ceil(3), ceil(5), ceil(15)
+	t := Tally{FizzBuzz: m15, Fizz: m3 - m15, Buzz: m5 - m15, Value: n - m3 - m5 + m15}
+	// Σ i and Σ i² over [0, n), modulo 2^64 like Add's.
+	bn := new(big.Int).SetUint64(n)
+	nm1 := new(big.Int).Sub(bn, big.NewInt(1))
+	mod := new(big.Int).Lsh(big.NewInt(1), 64)
+	sum := new(big.Int).Mul(bn, nm1)
+	sum.Rsh(sum, 1)
+	sq := new(big.Int).Mul(nm1, bn)
+	sq.Mul(sq, new(big.Int).Sub(new(big.Int).Lsh(bn, 1), big.NewInt(1)))
+	sq.Quo(sq, big.NewInt(6))
+	if n == 0 {
+		sum.SetInt64(0)
+		sq.SetInt64(0)
+	}
+	t.Sum = new(big.Int).Mod(sum, mod).Uint64()
+	t.SumSq = new(big.Int).Mod(sq, mod).Uint64()
+	return t
 }

@@ -12,7 +12,6 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,11 +86,20 @@ type Server struct {
 	dlq    []RecentLetter
 
 	deadLettered atomic.Uint64 // dead-lettering events while it ran
+
+	access Access
+	token  atomic.Pointer[string]
+	hub    hub // GET /events: one snapshot per tick for all clients
 }
 
-// New returns the API of p, whose actors reg declares. Hand it the
-// pipeline's events with On.
-func New(p Pipeline, reg registry.Registry) *Server { return &Server{p: p, reg: reg} }
+// New returns the API of p, whose actors reg declares, open as access
+// says. Hand it the pipeline's events with On.
+func New(p Pipeline, reg registry.Registry, access Access) *Server {
+	s := &Server{p: p, reg: reg, access: access.withDefaults()}
+	s.SetToken(access.Token)
+	s.hub.build = s.Snapshot
+	return s
+}
 
 // Handler serves the supervisor's HTTP API:
 //
@@ -105,6 +113,8 @@ func New(p Pipeline, reg registry.Registry) *Server { return &Server{p: p, reg: 
 //	POST /dlq/replay         replay every dead letter that can be
 //	GET  /                   the live dashboard
 //	GET  /events             Server-Sent Events: a Snapshot as JSON every 400 ms
+//
+// Requests are guarded (see Access): by Host, and POSTs by origin and token.
 func (s *Server) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -209,26 +219,7 @@ func (s *Server) Handler() http.Handler {
 			fmt.Fprintf(w, "killed %s (pid %d)\n", r.PathValue("name"), pid)
 		}
 	})
-	return sameOrigin(mux)
-}
-
-// sameOrigin refuses a state-changing request sent by a web page of another
-// origin: the listener is on localhost, and any page open in a browser
-// there could otherwise kill actors or replay dead letters with a plain
-// form post. The control commands send no Origin; the dashboard sends its
-// own.
-func sameOrigin(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if o := r.Header.Get("Origin"); o != "" {
-				if u, err := url.Parse(o); err != nil || u.Host != r.Host {
-					http.Error(w, "cross-origin request refused", http.StatusForbidden)
-					return
-				}
-			}
-		}
-		h.ServeHTTP(w, r)
-	})
+	return s.guard(mux)
 }
 
 // books is the pipeline's ledger; nil, answered 503, before it connected.

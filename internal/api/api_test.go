@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,7 +55,7 @@ func (p *pipeline) Books() *ledger.Ledger { return p.led }
 func newTestServer(t *testing.T, led *ledger.Ledger) *Server {
 	t.Helper()
 	reg := registry.Default()
-	return New(&pipeline{reg: reg, led: led}, reg)
+	return New(&pipeline{reg: reg, led: led}, reg, Access{Token: testToken})
 }
 
 // firstSnapshot opens GET /events at url and reads its first snapshot.
@@ -227,36 +228,160 @@ func TestStopEndsEventStreams(t *testing.T) {
 	}
 }
 
-// A page of another origin cannot kill actors through a browser on the
-// same machine; the dashboard's own origin and the control commands can.
-func TestCrossOriginPostRefused(t *testing.T) {
-	s := newTestServer(t, nil)
+const testToken = "s3cret-token"
+
+// The guard: requests by a name that is not this machine's are refused
+// (DNS rebinding), whatever the method; kill and replay need the token, as
+// a bearer or the dashboard's cookie, and never come from another origin.
+func TestGuard(t *testing.T) {
+	s := New(&pipeline{reg: registry.Default()}, registry.Default(), Access{Token: testToken, Hosts: []string{"robust.internal"}})
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
-	post := func(origin string) int {
-		req, err := http.NewRequest(http.MethodPost, srv.URL+"/actors/robot/kill", nil)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	do := func(method, path, host string, h map[string]string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if origin != "" {
-			req.Header.Set("Origin", origin)
+		if host != "" {
+			req.Host = host
 		}
-		resp, err := http.DefaultClient.Do(req)
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := noRedirect.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		return resp.StatusCode
+		return resp
 	}
-	if code := post("http://evil.example"); code != http.StatusForbidden {
-		t.Fatalf("cross-origin POST: %d, want 403", code)
+	for host, want := range map[string]int{
+		"evil.example":        http.StatusMisdirectedRequest,
+		"evil.example:9900":   http.StatusMisdirectedRequest,
+		"127.0.0.1.nip.io":    http.StatusMisdirectedRequest,
+		"localhost:9900":      http.StatusOK,
+		"127.0.0.2:1":         http.StatusOK,
+		"[::1]:9900":          http.StatusOK,
+		"app.localhost":       http.StatusOK,
+		"ROBUST.internal:80":  http.StatusOK,
+		"robust.internal.com": http.StatusMisdirectedRequest,
+	} {
+		if got := do(http.MethodGet, "/status", host, nil).StatusCode; got != want {
+			t.Errorf("GET /status with Host %s: %d, want %d", host, got, want)
+		}
+	}
+	if got := do(http.MethodPost, "/actors/robot/kill", "evil.example", map[string]string{"Authorization": "Bearer " + testToken}).StatusCode; got != http.StatusMisdirectedRequest {
+		t.Errorf("a rebound POST with the token: %d, want 421", got)
 	}
 	// Past the guard, an unknown actor is a 404.
-	if code := post(srv.URL); code != http.StatusNotFound {
-		t.Fatalf("same-origin POST: %d, want 404", code)
+	for _, c := range []struct {
+		what string
+		h    map[string]string
+		want int
+	}{
+		{"no token", nil, http.StatusUnauthorized},
+		{"a wrong token", map[string]string{"Authorization": "Bearer nope"}, http.StatusUnauthorized},
+		{"the token", map[string]string{"Authorization": "Bearer " + testToken}, http.StatusNotFound},
+		{"the token from another origin", map[string]string{"Authorization": "Bearer " + testToken, "Origin": "http://evil.example"}, http.StatusForbidden},
+		{"the token from its own origin", map[string]string{"Authorization": "Bearer " + testToken, "Origin": srv.URL}, http.StatusNotFound},
+		{"the cookie", map[string]string{"Cookie": CookieName + "=" + testToken}, http.StatusNotFound},
+		{"a wrong cookie", map[string]string{"Cookie": CookieName + "=nope"}, http.StatusUnauthorized},
+	} {
+		for _, path := range []string{"/actors/robot/kill", "/dlq/99/replay"} {
+			if got := do(http.MethodPost, path, "", c.h).StatusCode; got != c.want && !(path != "/actors/robot/kill" && c.want == http.StatusNotFound && got == http.StatusOK) {
+				t.Errorf("POST %s with %s: %d, want %d", path, c.what, got, c.want)
+			}
+		}
 	}
-	if code := post(""); code != http.StatusNotFound {
-		t.Fatalf("POST without Origin: %d, want 404", code)
+	// The dashboard's link sets the cookie and drops the token from the address.
+	resp := do(http.MethodGet, "/?token="+testToken, "", nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Fatalf("GET /?token=…: %d to %q, want 303 to /", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == CookieName {
+			cookie = c
+		}
+	}
+	if cookie == nil || cookie.Value != testToken || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("dashboard cookie %+v: want the token, HttpOnly, SameSite=Strict", cookie)
+	}
+	if got := do(http.MethodGet, "/?token=nope", "", nil).StatusCode; got != http.StatusForbidden {
+		t.Errorf("GET /?token=nope: %d, want 403", got)
+	}
+}
+
+// countingPipeline counts the snapshots built.
+type countingPipeline struct {
+	pipeline
+	reports atomic.Int64
+}
+
+func (p *countingPipeline) Report(ctx context.Context) (StatusReport, error) {
+	p.reports.Add(1)
+	return p.pipeline.Report(ctx)
+}
+
+// /events clients are capped, and share one snapshot per tick: 12 clients
+// for two seconds cost the pipeline about as many reports as one would.
+func TestEventClients(t *testing.T) {
+	p := &countingPipeline{pipeline: pipeline{reg: registry.Default()}}
+	s := New(p, p.reg, Access{EventClients: 12})
+	srv := httptest.NewServer(s.HTTPServer().Handler)
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	var open []*http.Response
+	for range 12 {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/events", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("client within the cap: %v %v", resp.Status, err)
+		}
+		open = append(open, resp)
+	}
+	resp, err := http.Get(srv.URL + "/events")
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("client 13: %v %v, want 503", resp.Status, err)
+	}
+	resp.Body.Close()
+	p.reports.Store(0)
+	time.Sleep(2 * time.Second)
+	// Every tick (400 ms) builds one snapshot, which reads one report.
+	if n := p.reports.Load(); n > 2*int64(2*time.Second/snapshotEvery)+2 {
+		t.Fatalf("%d reports in 2s for 12 clients: snapshots are built per client, not per tick", n)
+	}
+	for _, r := range open {
+		sc := bufio.NewScanner(r.Body)
+		got := false
+		for !got && sc.Scan() {
+			got = strings.HasPrefix(sc.Text(), "data: ")
+		}
+		if !got {
+			t.Fatal("a client got no snapshot")
+		}
+	}
+	cancel()
+	for _, r := range open {
+		r.Body.Close()
+	}
+	// The cap counts open streams: once they are gone, a new one is taken.
+	waitFor := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get(srv.URL + "/events?x")
+		if err == nil && resp.StatusCode == 200 {
+			resp.Body.Close()
+			break
+		}
+		if resp != nil {
+			resp.Body.Close()
+		}
+		if time.Now().After(waitFor) {
+			t.Fatal("the cap still counts closed streams")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

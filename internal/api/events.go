@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -152,10 +151,16 @@ func (s *Server) handleDashboard(mux *http.ServeMux) {
 	mux.HandleFunc("GET /events", s.serveEvents)
 }
 
-// serveEvents streams Server-Sent Events: a Snapshot as JSON at once and
-// then every snapshotEvery, until the client goes or the server shuts down
-// (both end the request's context: see serveHTTP).
+// serveEvents streams Server-Sent Events: the latest Snapshot as JSON at
+// once and then each one the hub builds, until the client goes or the
+// server shuts down (both end the request's context: see HTTPServer). Past
+// Access.EventClients open streams, a new one is refused.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
+	if !s.hub.join(s.access.EventClients) {
+		http.Error(w, fmt.Sprintf("too many open /events streams (%d): close a dashboard", s.access.EventClients), http.StatusServiceUnavailable)
+		return
+	}
+	defer s.hub.leave()
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -163,23 +168,23 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if _, err := fmt.Fprint(w, "retry: 1000\n\n"); err != nil {
 		return
 	}
-	tick := time.NewTicker(snapshotEvery)
-	defer tick.Stop()
+	if err := rc.Flush(); err != nil {
+		return
+	}
 	for {
-		b, err := json.Marshal(s.Snapshot(r.Context()))
-		if err != nil {
-			return
-		}
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
-			return
+		b, fresh := s.hub.next()
+		if b != nil {
+			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
 		}
 		select {
 		case <-r.Context().Done():
 			return
-		case <-tick.C:
+		case <-fresh:
 		}
 	}
 }

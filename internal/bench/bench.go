@@ -24,6 +24,7 @@ import (
 
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/actors"
+	"github.com/robust/robust/internal/auth"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/proc"
 	"github.com/robust/robust/internal/registry"
@@ -34,9 +35,20 @@ import (
 // process: publish a batch of numbers asynchronously with message IDs, save
 // a position; fetch them and ack, publish their results the same way, save;
 // fetch the results and ack, save. The server is embedded in this process,
-// with the pipeline's stream configuration, on file storage in dir.
+// with the pipeline's stream configuration and authentication, on file
+// storage in dir.
 func Baseline(ctx context.Context, dir string, n uint64, batch int) (time.Duration, error) {
-	ns, err := natsx.RunServer(natsx.ServerConfig{StoreDir: dir})
+	// Authenticated as the pipeline is: the embedded server's accounts
+	// and users, the baseline connecting as the supervisor (an nkey).
+	keys, err := auth.Open(dir, registry.Default().Names())
+	if err != nil {
+		return 0, err
+	}
+	conf, err := keys.WriteServerConf(dir, registry.Default())
+	if err != nil {
+		return 0, err
+	}
+	ns, err := natsx.RunServer(natsx.ServerConfig{StoreDir: dir, Conf: conf, Account: auth.Account})
 	if err != nil {
 		return 0, err
 	}
@@ -44,7 +56,11 @@ func Baseline(ctx context.Context, dir string, n uint64, batch int) (time.Durati
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
-	nc, js, err := natsx.Connect(ns.ClientURL(), "baseline")
+	opts, err := natsx.Auth(keys.Supervisor())
+	if err != nil {
+		return 0, err
+	}
+	nc, js, err := natsx.Connect(ns.ClientURL(), "baseline", opts...)
 	if err != nil {
 		return 0, err
 	}
@@ -223,7 +239,7 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 	flow := make(chan struct{})
 	go func() { // the logger's state, as it is saved: first and last value logged
 		defer close(flow)
-		kv, closeConn, err := stateBucket(ctx, port)
+		kv, closeConn, err := stateBucket(ctx, dir, port)
 		if err != nil {
 			return
 		}
@@ -288,7 +304,7 @@ func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Durati
 		_ = cmd.Process.Signal(syscall.SIGINT)
 		_ = cmd.Wait()
 	}()
-	kv, closeConn, err := stateBucket(ctx, port)
+	kv, closeConn, err := stateBucket(ctx, dir, port)
 	if err != nil {
 		return nil, err
 	}
@@ -377,10 +393,10 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 // stateBucket connects to the pipeline on port once it is up.
-func stateBucket(ctx context.Context, port int) (jetstream.KeyValue, func(), error) {
+func stateBucket(ctx context.Context, dir string, port int) (jetstream.KeyValue, func(), error) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		nc, js, err := natsx.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), "bench")
+		nc, js, err := auth.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), dir, auth.Admin, "bench")
 		if err == nil {
 			kv, err := js.KeyValue(ctx, protocol.StateBucket)
 			if err == nil {

@@ -30,6 +30,7 @@ import (
 
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/actors"
+	"github.com/robust/robust/internal/auth"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/proc"
 	"github.com/robust/robust/internal/registry"
@@ -217,7 +218,7 @@ func haunt(ctx context.Context, cfg *Config, rng *rand.Rand, addr string, sup *e
 		case <-time.After(pause):
 		}
 		if kv == nil { // the supervisor's server is up once it answers
-			nc, js, err := natsx.Connect("nats://"+addr, "chaos")
+			nc, js, err := auth.Connect("nats://"+addr, cfg.DataDir, auth.Admin, "chaos")
 			if err == nil {
 				cctx, cancel := context.WithTimeout(ctx, time.Second)
 				kv, err = js.KeyValue(cctx, protocol.StateBucket)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -93,7 +95,7 @@ func TestComposeStack(t *testing.T) {
 	if id == "" || strings.Contains(id, "\n") {
 		t.Fatalf("want one container in project %s, got %q", project, id)
 	}
-	if out := run(nil, "docker", "exec", id, "/supervisor", "kill", "worker"); !strings.Contains(out, "killed worker") {
+	if out := run(nil, "docker", "exec", id, "/supervisor", "kill", "worker", "--data-dir", "/data"); !strings.Contains(out, "killed worker") {
 		t.Fatalf("kill inside the container: %s", out)
 	}
 	waitFor(t, 10*time.Second, "the worker restarted", func() bool {
@@ -133,7 +135,28 @@ func TestComposeStack(t *testing.T) {
 		}
 	}
 
-	_, js, err := natsx.Connect(fmt.Sprintf("nats://127.0.0.1:%d", natsPort), "e2e")
+	// From the host, as the docs say: the admin's context out of the
+	// container; an unauthenticated client is refused.
+	url := fmt.Sprintf("nats://127.0.0.1:%d", natsPort)
+	if _, _, err := natsx.Connect(url, "e2e-anonymous"); err == nil {
+		t.Fatal("the Compose stack's NATS took a client without credentials")
+	}
+	natsContext := func(name string) (path, user, password string) {
+		t.Helper()
+		out := run(nil, "docker", "exec", id, "/supervisor", "nats-context", name, "--data-dir", "/data")
+		path = filepath.Join(t.TempDir(), name+".json")
+		var c struct{ User, Password string }
+		if err := json.Unmarshal([]byte(out), &c); err != nil || c.Password == "" {
+			t.Fatalf("supervisor nats-context %s: %v\n%s", name, err, out)
+		}
+		if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path, c.User, c.Password
+	}
+	_, user, password := natsContext("admin")
+	nctx := struct{ User, Password string }{user, password}
+	_, js, err := natsx.Connect(url, "e2e", nats.UserInfo(nctx.User, nctx.Password))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +170,20 @@ func TestComposeStack(t *testing.T) {
 		m, err := dlq.GetMsg(ctx, 1)
 		return err == nil && string(m.Data) == "33" && m.Header.Get(protocol.HeaderActor) == protocol.Worker
 	})
+
+	// The nats CLI on the host, with the operator's context out of the
+	// container: reads work, a purge is refused.
+	if nats := natsCLI(t); nats != "" {
+		op, _, _ := natsContext("operator")
+		out, err := exec.Command(nats, "--context", op, "-s", url, "stream", "info", "DLQ").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Retention: Limits") {
+			t.Errorf("nats --context operator.json stream info DLQ: %v\n%s", err, out)
+		}
+		out, err = exec.Command(nats, "--context", op, "-s", url, "stream", "purge", "DLQ", "-f").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "Permissions Violation") {
+			t.Errorf("the operator purged the DLQ (want a permissions violation): %v\n%s", err, out)
+		}
+	}
 
 	dc("stop")
 	if logs := dc("logs", "--no-color"); !strings.Contains(logs, "no loss, no duplicates") {

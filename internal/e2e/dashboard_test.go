@@ -240,7 +240,13 @@ func TestDashboard(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/")); err != nil {
+	// The link `supervisor dashboard` prints: its token becomes the page's
+	// cookie, which lets its kill buttons kill.
+	code, link := control(t, addr, p.dataDir, "dashboard")
+	if code != 0 || !strings.HasPrefix(link, base+"/?token=") {
+		t.Fatalf("supervisor dashboard: exit %d: %s", code, link)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(strings.TrimSpace(link))); err != nil {
 		t.Fatalf("open the dashboard: %v", err)
 	}
 	var v pageView

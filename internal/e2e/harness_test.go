@@ -19,6 +19,7 @@ import (
 
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/actors"
+	"github.com/robust/robust/internal/auth"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/proc"
 	"github.com/robust/robust/internal/registry"
@@ -189,18 +190,17 @@ func (p *pipeline) connect() (*nats.Conn, jetstream.JetStream) {
 	var nc *nats.Conn
 	var js jetstream.JetStream
 	waitFor(p.t, 20*time.Second, "the NATS server to answer", func() bool {
-		var err error
-		nc, js, err = natsx.Connect(p.url, "e2e")
-		if err != nil {
-			return false
+		if nc == nil {
+			var err error
+			if nc, js, err = auth.Connect(p.url, p.dataDir, auth.Admin, "e2e"); err != nil {
+				nc = nil
+				return false
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if _, err = js.KeyValue(ctx, protocol.StateBucket); err != nil {
-			nc.Close()
-			return false
-		}
-		return true
+		_, err := js.KeyValue(ctx, protocol.StateBucket)
+		return err == nil
 	})
 	p.t.Cleanup(nc.Close)
 	return nc, js

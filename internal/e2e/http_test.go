@@ -32,10 +32,11 @@ func workerReport(t *testing.T, base string) (supervisor.ActorReport, bool) {
 	return supervisor.ActorReport{}, false
 }
 
-// control runs `supervisor ARGS --http addr` and returns its exit code and output.
-func control(t testing.TB, addr string, args ...string) (int, string) {
+// control runs `supervisor ARGS --http addr --data-dir dataDir` and
+// returns its exit code and output.
+func control(t testing.TB, addr, dataDir string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "supervisor"), append(args, "--http", addr)...)
+	cmd := exec.Command(filepath.Join(binDir, "supervisor"), append(args, "--http", addr, "--data-dir", dataDir)...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -87,7 +88,11 @@ func TestHTTPAndControl(t *testing.T) {
 		}
 	}
 
-	ctl := func(args ...string) (int, string) { return control(t, addr, args...) }
+	ctl := func(args ...string) (int, string) { return control(t, addr, p.dataDir, args...) }
+	// Kill and replay need the token in the supervisor's data dir.
+	if code, out := control(t, addr, t.TempDir(), "kill", "worker"); code != 1 || !strings.Contains(out, "token") {
+		t.Fatalf("kill without the token: exit %d: %s", code, out)
+	}
 	if code, out := ctl("kill", "worker"); code != 0 || !strings.Contains(out, fmt.Sprintf("killed worker (pid %d)", oldPID)) {
 		t.Fatalf("supervisor kill worker: exit %d: %s", code, out)
 	}
@@ -119,8 +124,15 @@ func TestHTTPAndControl(t *testing.T) {
 	if _, err := js.Publish(t.Context(), protocol.SubjectResults, []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
+	var listed string
+	defer func() {
+		if t.Failed() {
+			t.Logf("supervisor dlq list said:\n%s", listed)
+		}
+	}()
 	waitFor(t, 10*time.Second, "the dead letter listed", func() bool {
 		code, out := ctl("dlq", "list")
+		listed = out
 		return code == 0 && strings.Contains(out, "logger") && strings.Contains(out, "malformed: result")
 	})
 	if code, out := ctl("dlq", "show", "1"); code != 0 || !strings.Contains(out, "Robust-Orig-Subject: robust.results") || !strings.Contains(out, "\nnot json\n") {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/robust/robust/internal/auth"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -50,10 +51,13 @@ func TestNatsCLI(t *testing.T) {
 		info, err := st.Info(t.Context())
 		return err == nil && info.State.Msgs >= 2
 	})
+	// As the README says: the operator's context for everyday reads.
+	operator := filepath.Join(auth.ContextDir(p.dataDir), "operator.json")
+	admin := filepath.Join(auth.ContextDir(p.dataDir), "admin.json")
 	cli := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(nats, args...)
-		cmd.Env = append(os.Environ(), "NATS_URL="+p.url)
+		cmd.Env = append(os.Environ(), "NATS_CONTEXT="+operator)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("nats %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -81,14 +85,18 @@ func TestNatsCLI(t *testing.T) {
 	// A live subscriber sees a new dead letter arrive.
 	var live bytes.Buffer
 	sub := exec.Command(nats, "sub", "robust.dlq.>", "--count", "1")
-	sub.Env = append(os.Environ(), "NATS_URL="+p.url)
+	sub.Env = append(os.Environ(), "NATS_CONTEXT="+operator)
 	sub.Stdout, sub.Stderr = &live, &live
 	if err := sub.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = sub.Process.Kill() }()
 	time.Sleep(500 * time.Millisecond) // let it subscribe
-	cli("pub", "-J", "robust.results", "not json")
+	// Publishing by hand is the admin's; the operator is refused.
+	if out, err := exec.Command(nats, "--context", operator, "pub", "robust.results", "x").CombinedOutput(); err == nil || !strings.Contains(string(out), "Permissions Violation") {
+		t.Errorf("the operator published (want a permissions violation): %v\n%s", err, out)
+	}
+	cli("--context", admin, "pub", "-J", "robust.results", "not json")
 	done := make(chan error, 1)
 	go func() { done <- sub.Wait() }()
 	select {

@@ -55,7 +55,7 @@ func TestReplay(t *testing.T) {
 	base := "http://" + addr
 	second := start(t, dir, "--rate", "5", "--beats", "0", "--queue", "20", "--faults", "worker:33", "--http", addr)
 	waitFor(t, 20*time.Second, "/healthz", func() bool { code, _ := get(t, base+"/healthz"); return code == 200 })
-	code, out := control(t, addr, "dlq", "replay", "--all")
+	code, out := control(t, addr, dir, "dlq", "replay", "--all")
 	if code != 0 || !strings.Contains(out, "2 replayed, 0 skipped") || !strings.Contains(out, fmt.Sprintf("replayed dead letter %d (worker 33) onto robust.numbers", ids[33])) {
 		t.Fatalf("dlq replay --all: exit %d:\n%s", code, out)
 	}
@@ -72,7 +72,7 @@ func TestReplay(t *testing.T) {
 		}
 		return st[ids[41]] == supervisor.StatusReplayed && again != 0 && st[ids[33]] == fmt.Sprintf("replayed, dead again as %d", again)
 	})
-	if code, out := control(t, addr, "dlq", "replay", fmt.Sprint(ids[41])); code != 1 || !strings.Contains(out, "not replayable: it was replayed") {
+	if code, out := control(t, addr, dir, "dlq", "replay", fmt.Sprint(ids[41])); code != 1 || !strings.Contains(out, "not replayable: it was replayed") {
 		t.Fatalf("dlq replay of a replayed dead letter: exit %d: %s", code, out)
 	}
 	s = second.finish(syscall.SIGINT, time.Minute)
@@ -87,11 +87,11 @@ func TestReplay(t *testing.T) {
 	// unpaced: the replay lands amid the generator's chained batches.
 	third := start(t, dir, "--rate", "0", "--beats", "0", "--faults", "none", "--http", addr)
 	waitFor(t, 20*time.Second, "/healthz", func() bool { code, _ := get(t, base+"/healthz"); return code == 200 })
-	if code, out := control(t, addr, "dlq", "replay", fmt.Sprint(again)); code != 0 || !strings.Contains(out, "1 replayed, 0 skipped") {
+	if code, out := control(t, addr, dir, "dlq", "replay", fmt.Sprint(again)); code != 0 || !strings.Contains(out, "1 replayed, 0 skipped") {
 		t.Fatalf("dlq replay %d: exit %d:\n%s", again, code, out)
 	}
 	waitFor(t, 30*time.Second, "33's replay taken", func() bool { return dlqStatus(t, base)[again] == supervisor.StatusReplayed })
-	if code, out := control(t, addr, "dlq", "replay", "--all"); code != 0 || !strings.Contains(out, "0 replayed, 0 skipped") {
+	if code, out := control(t, addr, dir, "dlq", "replay", "--all"); code != 0 || !strings.Contains(out, "0 replayed, 0 skipped") {
 		t.Fatalf("dlq replay --all with nothing left: exit %d:\n%s", code, out)
 	}
 

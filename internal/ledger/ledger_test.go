@@ -3,9 +3,12 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/actors"
@@ -80,4 +83,58 @@ func TestCommittedOutboxIsQueued(t *testing.T) {
 	if want := "1 results committed by the worker, not yet logged"; left != want {
 		t.Fatalf("InFlight = %q, want %q", left, want)
 	}
+}
+
+// The DLQ is read in batches: 20,000 dead letters (and more: see the
+// benchmark) are all listed, in order, whatever their number.
+func TestManyDeadLetters(t *testing.T) {
+	ns := natstest.RunJetStream(t)
+	_, js, err := natsx.Connect(ns.ClientURL(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsx.Ensure(t.Context(), js, natsx.Topology{}, registry.Default().Inputs()); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), protocol.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	led := &Ledger{JS: js, KV: kv}
+	const n = 20000
+	ctx := t.Context()
+	var futs []jetstream.PubAckFuture
+	for i := range n {
+		m := &nats.Msg{Subject: protocol.DLQSubject(protocol.Worker), Data: []byte(strconv.Itoa(i)), Header: nats.Header{}}
+		m.Header.Set(protocol.HeaderActor, protocol.Worker)
+		m.Header.Set(protocol.HeaderReason, "malformed: test")
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		futs = append(futs, f)
+		if len(futs)%1000 == 0 || i == n-1 { // within the async window
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(30 * time.Second):
+				t.Fatal("publishing the dead letters took over 30s")
+			}
+		}
+	}
+	for _, f := range futs {
+		select {
+		case err := <-f.Err():
+			t.Fatal(err)
+		default:
+		}
+	}
+	start := time.Now()
+	dls, err := led.DeadLetters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != n || dls[0].Seq != 1 || dls[n-1].Seq != n {
+		t.Fatalf("listed %d dead letters (first %d, last %d), want %d", len(dls), dls[0].Seq, dls[len(dls)-1].Seq, n)
+	}
+	t.Logf("%d dead letters listed in %s", n, time.Since(start))
 }

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,11 +31,15 @@ import (
 //	StopTimeout:      10s  a graceful Stop: the batch in hand finishes
 //	PingEvery:        250ms, PingTimeout: 2s
 type Process struct {
-	Name   string
-	Path   string               // the executable
-	Env    []string             // added to the supervisor's environment
-	Config protocol.ActorConfig // handed to the actor's Start
-	Log    *slog.Logger         // the actor's own log lines, and go-plugin's
+	Name string
+	Path string // the executable
+	// Checksum is the executable's SHA-256 when the supervisor started:
+	// a binary changed since is refused at its next spawn (go-plugin's
+	// SecureConfig). nil: not checked.
+	Checksum []byte
+	Env      []string             // added to the supervisor's environment
+	Config   protocol.ActorConfig // handed to the actor's Start
+	Log      *slog.Logger         // the actor's own log lines, and go-plugin's
 	// TempDir holds a directory per life (TempDir/Name) for go-plugin's
 	// socket and the crash channel, removed when the life ends. "": the
 	// system's.
@@ -72,6 +77,25 @@ func (p *Process) defaults() {
 	if p.Emit == nil {
 		p.Emit = func(events.Event) {}
 	}
+}
+
+// ErrBinaryChanged: an actor's executable is not the one the supervisor
+// started with.
+var ErrBinaryChanged = errors.New("actor binary changed since the supervisor started")
+
+// verify checks the executable against Checksum with go-plugin's
+// SecureConfig. (go-plugin checks it itself only for a ClientConfig.Cmd;
+// ours is started by our runner.)
+func (p *Process) verify() error {
+	sc := &plugin.SecureConfig{Checksum: p.Checksum, Hash: sha256.New()}
+	ok, err := sc.Check(p.Path)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrBinaryChanged, p.Path, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s no longer has SHA-256 %x; refused: restart the supervisor to run the new binary", ErrBinaryChanged, p.Path, p.Checksum)
+	}
+	return nil
 }
 
 // child is one running process.
@@ -137,6 +161,11 @@ func (p *Process) Life(ctx context.Context) error {
 	}
 	defer crash.Close()
 
+	if p.Checksum != nil {
+		if err := p.verify(); err != nil {
+			return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
+		}
+	}
 	// Until the handshake is done, a stop kills the process: a binary that
 	// never answers must not hold up the supervisor's stop.
 	handshake, cancelHandshake := context.WithCancel(context.Background())
@@ -161,9 +190,12 @@ func (p *Process) Life(ctx context.Context) error {
 		HandshakeConfig:  protocol.Handshake,
 		Plugins:          protocol.PluginMap(nil),
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolNetRPC},
-		Logger:           NewPluginLogger(p.Log),
-		Stderr:           io.Discard, // its lines reach Logger, parsed
-		StartTimeout:     p.HandshakeTimeout,
+		// The RPC line (the actor's credentials cross it at Start) is
+		// mutual TLS with certificates made for this life.
+		AutoMTLS:     true,
+		Logger:       NewPluginLogger(p.Log),
+		Stderr:       io.Discard, // its lines reach Logger, parsed
+		StartTimeout: p.HandshakeTimeout,
 		// go-plugin's socket dir goes inside ours.
 		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: dir},
 		RunnerFunc:       runnerFunc(build, p.Reaper.Add, func(r *groupRunner) { gr = r }),

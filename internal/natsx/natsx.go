@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -207,4 +208,17 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// LogErrors logs what the server reports asynchronously on a connection,
+// such as a permissions violation, at error level: such a refusal is
+// otherwise invisible to the publisher.
+func LogErrors(log *slog.Logger) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Error("NATS", "subject", sub.Subject, "error", err)
+			return
+		}
+		log.Error("NATS", "error", err)
+	})
 }

@@ -29,6 +29,17 @@ type ServerConfig struct {
 	Name        string // the server's name
 	Log         *slog.Logger
 	ReadyWithin time.Duration
+	// Conf is a NATS configuration file with the server's accounts and
+	// users (auth.ServerConf); "": no authentication (tests only).
+	Conf string
+	// Account, with Conf, is the account holding the pipeline's streams.
+	// Streams an earlier version kept in the global account ($G) move to
+	// it on start (see CarryOver).
+	Account string
+	// Monitor is the HTTP monitoring listener (varz, jsz), host:port; "": none.
+	Monitor string
+	// TLSCert and TLSKey are PEM files: the client port speaks TLS.
+	TLSCert, TLSKey string
 }
 
 // Server errors.
@@ -74,15 +85,39 @@ func RunServer(c ServerConfig) (*server.Server, error) {
 		}
 		l.Close()
 	}
-	ns, err := server.NewServer(&server.Options{
-		ServerName: c.Name,
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   c.StoreDir,
-		NoSigs:     true, // the process owns signals
-		NoLog:      c.Log == nil,
-	})
+	opts := &server.Options{}
+	if c.Conf != "" {
+		if opts, err = server.ProcessConfigFile(c.Conf); err != nil {
+			return nil, fmt.Errorf("embedded NATS server: %s: %w", c.Conf, err)
+		}
+	}
+	opts.ServerName, opts.Host, opts.Port = c.Name, host, port
+	opts.JetStream, opts.StoreDir = true, c.StoreDir
+	opts.NoSigs = true // the process owns signals
+	opts.NoLog = c.Log == nil
+	if c.Monitor != "" {
+		mh, mp, err := net.SplitHostPort(c.Monitor)
+		if err != nil {
+			return nil, fmt.Errorf("monitor address %q: %w", c.Monitor, err)
+		}
+		if opts.HTTPPort, err = strconv.Atoi(mp); err != nil {
+			return nil, fmt.Errorf("monitor address %q: port must be a number", c.Monitor)
+		}
+		opts.HTTPHost = mh
+	}
+	if c.TLSCert != "" || c.TLSKey != "" {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: c.TLSCert, KeyFile: c.TLSKey})
+		if err != nil {
+			return nil, fmt.Errorf("NATS TLS: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
+	}
+	if c.Account != "" {
+		if err := CarryOver(c.StoreDir, c.Account, c.Log); err != nil {
+			return nil, err
+		}
+	}
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
 	}
@@ -104,6 +139,38 @@ func RunServer(c ServerConfig) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded NATS server started without JetStream: %s", log.lastError())
 	}
 	return ns, nil
+}
+
+// ErrLegacyStore: a store holds streams in both the global account and
+// the pipeline's.
+var ErrLegacyStore = errors.New("streams in two accounts")
+
+// CarryOver moves the streams an earlier version kept in the server's
+// global account ($G, before authentication) to account, once: the store's
+// directory of $G becomes account's. If both hold streams, it refuses and
+// says what to do: nothing is hidden behind the new account.
+func CarryOver(storeDir, account string, log *slog.Logger) error {
+	root := filepath.Join(storeDir, "jetstream")
+	legacy, dst := filepath.Join(root, "$G"), filepath.Join(root, account)
+	if !hasStreams(legacy) {
+		return nil
+	}
+	if hasStreams(dst) {
+		return fmt.Errorf("%w: %s holds streams of an earlier version (global account) and %s those of account %s: move one away (nats stream backup/restore with the admin user can merge them), or pass another --data-dir", ErrLegacyStore, legacy, dst, account)
+	}
+	_ = os.RemoveAll(dst) // an empty account dir
+	if err := os.Rename(legacy, dst); err != nil {
+		return fmt.Errorf("carry the global account's streams over to %s: %w", account, err)
+	}
+	if log != nil {
+		log.Warn("carried the streams of an earlier version (no authentication, global account) over to account "+account, "from", legacy, "to", dst)
+	}
+	return nil
+}
+
+func hasStreams(accountDir string) bool {
+	es, err := os.ReadDir(filepath.Join(accountDir, "streams"))
+	return err == nil && len(es) > 0
 }
 
 // checkStoreDir fails early, saying why, where JetStream would fail with a

@@ -40,6 +40,31 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 	return s.led.Summarize(ctx, sup.Run, counts)
 }
 
+// summary is Summarize within --summary-timeout; past it, or if the books
+// cannot be read, a partial summary that says why (never none: an operator
+// always gets the run's restarts and the reason the books are missing).
+func (s *Supervisor) summary(ctx context.Context) *Summary {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SummaryTimeout)
+	defer cancel()
+	sum, err := s.Summarize(ctx)
+	if err == nil {
+		return sum
+	}
+	why := err.Error()
+	if errors.Is(err, context.DeadlineExceeded) {
+		why = fmt.Sprintf("the books could not be read within --summary-timeout (%s): %v", s.cfg.SummaryTimeout, err)
+	}
+	s.mu.Lock()
+	run := s.run
+	s.mu.Unlock()
+	p := &Summary{Run: run, Actors: s.reg.Names(), Partial: true, RunRestarts: map[string]uint64{},
+		Problems: []string{"partial summary: " + why}}
+	for _, a := range s.tab.all() {
+		p.RunRestarts[a.Name] = a.Restarts
+	}
+	return p
+}
+
 // Replay puts dead letters back on their subjects (see ledger.Ledger.Replay)
 // and reports each as an event.
 func (s *Supervisor) Replay(ctx context.Context, ids []uint64, all bool) ([]Replayed, error) {

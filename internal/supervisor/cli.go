@@ -9,13 +9,17 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/robust/robust/internal/auth"
 	"github.com/robust/robust/internal/buildinfo"
 	"github.com/robust/robust/internal/faults"
 	"github.com/robust/robust/internal/ledger"
@@ -36,8 +40,11 @@ const (
 // prints the summary to stdout. Cancelling ctx stops gracefully;
 // cancelling abort stops at once. It returns the exit code.
 func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && (args[0] == "status" || args[0] == "kill" || args[0] == "dlq") {
+	if len(args) > 0 && (args[0] == "status" || args[0] == "kill" || args[0] == "dlq" || args[0] == "dashboard") {
 		return control(ctx, args, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "nats-context" {
+		return natsContext(args[1:], stdout, stderr)
 	}
 	if len(args) == 2 && args[0] == "reap" {
 		// `reap DIR`: started by a running supervisor as its reaper (see
@@ -60,9 +67,19 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		dataDir    = fs.String("data-dir", "./data", "`dir` for JetStream's files")
 		listen     = fs.String("nats-listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server")
 		natsURL    = fs.String("nats-url", "", "use the NATS server at `url` instead of embedding one")
+		natsCreds  = fs.String("nats-creds", "", "with --nats-url: the supervisor's credentials `file` (.creds, or an nkey seed)")
+		credsDir   = fs.String("nats-creds-dir", "", "with --nats-url: `dir` of the actors' credentials, one NAME.creds (or NAME.nk) per actor")
+		natsCA     = fs.String("nats-ca", "", "PEM `file` of the roots that sign the NATS server's TLS certificate")
+		natsCert   = fs.String("nats-cert", "", "PEM `file`: the embedded server's TLS certificate (TLS on); with --nats-url, a client certificate")
+		natsKey    = fs.String("nats-key", "", "PEM `file`: the key of --nats-cert")
+		natsMon    = fs.String("nats-monitor", "", "`host:port` of the embedded server's HTTP monitoring (varz, jsz); off by default")
+		plaintext  = fs.Bool("nats-plaintext-beyond-loopback", false, "let --nats-listen reach beyond this machine without TLS: credentials and messages cross the network in the clear")
 		binDir     = fs.String("bin-dir", "", "`dir` holding the actor binaries (default: beside this executable)")
 		httpAddr   = fs.String("http", DefaultHTTP, "`addr` of the dashboard (/), status and metrics listener (/healthz, /status, /metrics); '' turns it off")
+		httpHosts  = fs.String("http-host", "", "comma-separated `names` the HTTP API may be addressed by besides loopback ones (others are refused: DNS rebinding)")
+		evClients  = fs.Int("http-event-clients", 16, "at most `N` open dashboard event streams")
 		drain      = fs.Duration("drain-timeout", def.DrainTimeout, "how long a stop waits for in-flight work")
+		sumTimeout = fs.Duration("summary-timeout", def.SummaryTimeout, "how long the summary may take to read the books; past it a partial summary says why")
 		maxRest    = fs.Int("max-restarts", def.Policy.Intensity, "give up when an actor restarts more than `N` times …")
 		window     = fs.Duration("restart-window", def.Policy.Window, "… within this window")
 		maxDelay   = fs.Duration("restart-max-delay", def.Policy.Max, "cap on the restart backoff")
@@ -146,18 +163,29 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		DataDir:       *dataDir,
 		NATSListen:    *listen,
 		NATSURL:       *natsURL,
-		BinDir:        *binDir,
-		HTTP:          *httpAddr,
-		Rate:          time.Duration(rate.n) * time.Millisecond, // rate.n <= maxRate: no overflow
-		Beats:         *beats,
-		Queue:         int(queue.n), // queue.n <= MaxQueue: fits an int
-		Batch:         *batch,
-		Showstopper:   *show,
-		Faults:        *faultPlan,
-		DrainTimeout:  *drain,
-		Policy:        lifecycle.Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
-		Log:           log,
-		LogLevel:      strings.ToLower(level.String()),
+		NATSCreds:     *natsCreds,
+		NATSCredsDir:  *credsDir,
+		NATSCA:        *natsCA,
+		NATSCert:      *natsCert,
+		NATSKey:       *natsKey,
+		NATSMonitor:   *natsMon,
+
+		NATSPlaintextBeyondLoopback: *plaintext,
+		BinDir:                      *binDir,
+		HTTP:                        *httpAddr,
+		HTTPHosts:                   splitList(*httpHosts),
+		HTTPEventClients:            *evClients,
+		Rate:                        time.Duration(rate.n) * time.Millisecond, // rate.n <= maxRate: no overflow
+		Beats:                       *beats,
+		Queue:                       int(queue.n), // queue.n <= MaxQueue: fits an int
+		Batch:                       *batch,
+		Showstopper:                 *show,
+		Faults:                      *faultPlan,
+		DrainTimeout:                *drain,
+		SummaryTimeout:              *sumTimeout,
+		Policy:                      lifecycle.Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
+		Log:                         log,
+		LogLevel:                    strings.ToLower(level.String()),
 	})
 	if errors.Is(err, ErrConfig) {
 		return usage("%v", strings.TrimPrefix(err.Error(), ErrConfig.Error()+": "))
@@ -240,8 +268,10 @@ const DefaultHTTP = "127.0.0.1:9900"
 const (
 	synopsis = `Usage: supervisor [flags]
        supervisor status [--http addr]
-       supervisor kill ACTOR [--http addr]
-       supervisor dlq list|show ID|replay ID|replay --all [--http addr]
+       supervisor kill ACTOR [--http addr] [--data-dir dir]
+       supervisor dlq list|show ID|replay ID|replay --all [--http addr] [--data-dir dir]
+       supervisor dashboard [--http addr] [--data-dir dir]
+       supervisor nats-context operator|admin|system [--data-dir dir]
        supervisor --version
 `
 	about = `Runs the robust pipeline: heartbeat and generator feed the worker, the worker
@@ -251,6 +281,49 @@ feeds the logger. While it runs, its dashboard is at http://` + DefaultHTTP + `/
 	seeHelp = "Run 'supervisor --help' for usage."
 )
 
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// natsContext prints a person's nats CLI context, as the supervisor wrote
+// it in the data dir: to take it out of a container, e.g.
+//
+//	docker-compose exec -T robust /supervisor nats-context operator --data-dir /data > operator.json
+//	nats --context ./operator.json stream info DLQ
+func natsContext(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("supervisor nats-context", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	dataDir := fs.String("data-dir", "./data", "`dir` the supervisor runs on")
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "supervisor nats-context: "+format+"\n"+seeHelp+"\n", a...)
+		return ExitUsage
+	}
+	if err := fs.Parse(args); err != nil {
+		return usage("%v", err)
+	}
+	if !slices.Contains(auth.People, name) || fs.NArg() > 0 {
+		return usage("want one of %s", strings.Join(auth.People, ", "))
+	}
+	b, err := os.ReadFile(filepath.Join(auth.ContextDir(*dataDir), name+".json"))
+	if err != nil {
+		fmt.Fprintf(stderr, "supervisor nats-context: %v (has a supervisor started on --data-dir %s?)\n", err, *dataDir)
+		return ExitFailed
+	}
+	_, _ = stdout.Write(b)
+	return ExitOK
+}
+
 // control runs `supervisor status`, `kill ACTOR` and `dlq ...` against a
 // running supervisor's HTTP listener. Any failure to get an answer exits
 // ExitFailed: `supervisor status` is a container's healthcheck.
@@ -259,6 +332,7 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("supervisor "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // as in Main: errors below, the usage on --help only
 	addr := fs.String("http", DefaultHTTP, "`addr` of the running supervisor's HTTP listener")
+	dataDir := fs.String("data-dir", "./data", "the running supervisor's `dir`: kill, replay and dashboard read its token there")
 	all := fs.Bool("all", false, "dlq replay: every dead letter that can be replayed")
 	usage := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "supervisor %s: "+format+"\n"+seeHelp+"\n", append([]any{cmd}, a...)...)
@@ -285,6 +359,18 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	words = append(words, fs.Args()...)
 	var path, method = "/status", http.MethodGet
 	switch {
+	case cmd == "dashboard" && len(words) == 0:
+		tok, err := auth.ReadHTTPToken(*dataDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "supervisor dashboard: %v (has a supervisor started on --data-dir %s?)\n", err, *dataDir)
+			return ExitFailed
+		}
+		host, port, _ := net.SplitHostPort(*addr)
+		if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+		fmt.Fprintf(stdout, "http://%s/?token=%s\n", net.JoinHostPort(host, port), url.QueryEscape(tok))
+		return ExitOK
 	case cmd == "kill" && len(words) == 1:
 		path, method = "/actors/"+url.PathEscape(words[0])+"/kill", http.MethodPost
 	case cmd == "kill":
@@ -316,6 +402,14 @@ func control(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
 	if err != nil {
 		return fail(err)
+	}
+	if method == http.MethodPost {
+		tok, err := auth.ReadHTTPToken(*dataDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "supervisor %s: the token: %v (pass --data-dir with the running supervisor's)\n", cmd, err)
+			return ExitFailed
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

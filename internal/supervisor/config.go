@@ -29,6 +29,7 @@ import (
 //	Batch:        256
 //	Showstopper:  3
 //	DrainTimeout: 10s
+//	SummaryTimeout: 30s
 //	Faults:       "" (none) — the command line's default is "lesson"
 //	StallAfter:   5s (an actor whose loop stands still this long is hung)
 //	PingEvery:    250ms, PingTimeout: 2s
@@ -43,6 +44,29 @@ type Config struct {
 	NATSURL    string // use this server instead of embedding one
 	BinDir     string // where the actor binaries are
 	HTTP       string // host:port of the status and metrics listener; "": none
+	// HTTPHosts are names, besides loopback ones, the HTTP API may be
+	// addressed by (DNS rebinding is refused); HTTPEventClients caps the
+	// dashboards' open event streams (default 16).
+	HTTPHosts        []string
+	HTTPEventClients int
+
+	// NATS access. The embedded server authenticates every client with the
+	// credentials generated in DataDir/auth (see internal/auth). With
+	// NATSURL, the server is someone else's: NATSCreds is the supervisor's
+	// credentials file and NATSCredsDir holds one per actor (NAME.creds).
+	NATSCreds    string
+	NATSCredsDir string
+	// NATSCA is a PEM file of roots for the server's TLS certificate;
+	// NATSCert and NATSKey a client certificate (NATSURL), or with the
+	// embedded server the certificate its client port serves (TLS on).
+	NATSCA, NATSCert, NATSKey string
+	// NATSMonitor is the embedded server's HTTP monitoring listener
+	// (varz, jsz), host:port; "": none.
+	NATSMonitor string
+	// NATSPlaintextBeyondLoopback allows the embedded server to listen
+	// beyond the loopback interface without TLS: credentials and messages
+	// then cross the network in the clear.
+	NATSPlaintextBeyondLoopback bool
 
 	Rate        time.Duration
 	Beats       uint64
@@ -52,10 +76,13 @@ type Config struct {
 	Faults      string
 
 	DrainTimeout time.Duration
-	Policy       lifecycle.Policy
-	StallAfter   time.Duration
-	PingEvery    time.Duration
-	PingTimeout  time.Duration
+	// SummaryTimeout bounds reading the books at the end: past it a
+	// partial summary says why.
+	SummaryTimeout time.Duration
+	Policy         lifecycle.Policy
+	StallAfter     time.Duration
+	PingEvery      time.Duration
+	PingTimeout    time.Duration
 
 	Log      *slog.Logger
 	LogLevel string // handed to the actors
@@ -96,6 +123,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.SummaryTimeout <= 0 {
+		c.SummaryTimeout = 30 * time.Second
 	}
 	if c.StallAfter <= 0 {
 		c.StallAfter = 5 * time.Second
@@ -165,6 +195,24 @@ func (c *Config) Validate() error {
 		if err := checkAddr("--nats-listen", c.NATSListen, "127.0.0.1:4222"); err != nil {
 			return err
 		}
+		tls := c.NATSCert != "" && c.NATSKey != ""
+		if !tls && !c.NATSPlaintextBeyondLoopback && !loopback(c.NATSListen) {
+			return fmt.Errorf("%w: --nats-listen %s reaches beyond this machine without TLS: credentials and messages would cross the network in the clear; give --nats-cert and --nats-key, listen on 127.0.0.1, or pass --nats-plaintext-beyond-loopback to take that risk", ErrConfig, c.NATSListen)
+		}
+	}
+	if (c.NATSCert == "") != (c.NATSKey == "") {
+		return fmt.Errorf("%w: --nats-cert and --nats-key go together", ErrConfig)
+	}
+	if c.NATSURL == "" && (c.NATSCreds != "" || c.NATSCredsDir != "") {
+		return fmt.Errorf("%w: --nats-creds and --nats-creds-dir are for a server given by --nats-url; the embedded server's credentials are generated in the data dir", ErrConfig)
+	}
+	if c.NATSURL != "" && c.NATSMonitor != "" {
+		return fmt.Errorf("%w: --nats-monitor is the embedded server's; a server given by --nats-url has its own", ErrConfig)
+	}
+	if c.NATSMonitor != "" {
+		if err := checkAddr("--nats-monitor", c.NATSMonitor, "127.0.0.1:8222"); err != nil {
+			return err
+		}
 	}
 	if c.HTTP != "" {
 		if err := checkAddr("--http", c.HTTP, DefaultHTTP+", or '' for none"); err != nil {
@@ -188,13 +236,28 @@ func checkAddr(flag, addr, example string) error {
 	return nil
 }
 
+// loopback reports whether a listen address stays on this machine: a
+// loopback address or localhost (an empty host is every interface).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // actorConfig is what the actor a is handed on Start.
-func (c *Config) actorConfig(a registry.Actor, url string, run uint64) protocol.ActorConfig {
+func (c *Config) actorConfig(a registry.Actor, url string, creds protocol.Credentials, run uint64) protocol.ActorConfig {
 	return protocol.ActorConfig{
 		Actor:       a.Name,
 		StateKey:    a.StateKey,
 		Inputs:      a.Inputs,
 		NATSURL:     url,
+		NATSCreds:   creds,
 		Run:         run,
 		Rate:        c.Rate,
 		Beats:       c.Beats,

@@ -21,6 +21,7 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/robust/robust/internal/api"
+	"github.com/robust/robust/internal/auth"
 	"github.com/robust/robust/internal/events"
 	"github.com/robust/robust/internal/ledger"
 	"github.com/robust/robust/internal/lifecycle"
@@ -73,6 +74,8 @@ type Supervisor struct {
 
 	api    *api.Server
 	reaper *lifecycle.Reaper // nil: none
+	acc    access            // how the supervisor and the actors connect
+	sums   map[string][]byte // each actor binary's SHA-256, taken at start
 }
 
 // New checks cfg and returns a Supervisor.
@@ -88,7 +91,7 @@ func New(cfg Config) (*Supervisor, error) {
 	s.tab = newTable(s.reg)
 	s.bus.Subscribe(s.tab.on)
 	s.bus.Subscribe(s.logEvent)
-	s.api = api.New(s, s.reg)
+	s.api = api.New(s, s.reg, api.Access{Hosts: cfg.HTTPHosts, EventClients: cfg.HTTPEventClients})
 	s.bus.Subscribe(s.api.On)
 	return s, nil
 }
@@ -137,14 +140,20 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 		return nil, fmt.Errorf("actor binary %s not found: run `make build`, or pass --bin-dir with the directory holding %s",
 			strings.Join(missing, ", "), strings.Join(s.reg.Names(), ", "))
 	}
+	sums, err := s.checksums()
+	if err != nil {
+		return nil, err
+	}
+	s.sums = sums
 	url := s.cfg.NATSURL
+	var acc access
 	if url == "" {
 		lock, err := lockDataDir(s.cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}
 		defer lock.Close()
-		ns, err := natsx.RunServer(natsx.ServerConfig{Listen: s.cfg.NATSListen, StoreDir: filepath.Join(s.cfg.DataDir, "jetstream"), Log: s.cfg.Log.With("actor", "nats")})
+		ns, a, err := s.embed()
 		if err != nil {
 			return nil, err
 		}
@@ -152,9 +161,19 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 			ns.Shutdown()
 			ns.WaitForShutdown()
 		}()
-		url = ns.ClientURL()
+		url, acc = ns.ClientURL(), a
+	} else {
+		var err error
+		if acc, err = s.external(); err != nil {
+			return nil, err
+		}
 	}
-	nc, js, err := natsx.Connect(url, "supervisor")
+	s.acc = acc
+	opts, err := natsx.Auth(acc.sup)
+	if err != nil {
+		return nil, err
+	}
+	nc, js, err := natsx.Connect(url, "supervisor", append(opts, natsx.LogErrors(s.log))...)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +184,7 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 
 	setup, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if err := natsx.Ensure(setup, js, natsx.Topology{Queue: s.cfg.Queue}, s.reg.Inputs()); err != nil {
+	if err := natsx.Ensure(setup, js, s.topo(), s.reg.Inputs()); err != nil {
 		return nil, fmt.Errorf("set up JetStream: %w", err)
 	}
 	if s.kv, err = js.KeyValue(setup, protocol.StateBucket); err != nil {
@@ -214,8 +233,14 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 		if err != nil {
 			return nil, fmt.Errorf("HTTP listener %s: %w (pass --http with a free address, or --http '' to turn it off)", s.cfg.HTTP, err)
 		}
+		tok, err := auth.HTTPToken(s.cfg.DataDir)
+		if err != nil {
+			l.Close()
+			return nil, err
+		}
+		s.api.SetToken(tok)
 		srv := s.api.HTTPServer()
-		s.log.Info("HTTP status, metrics and dashboard", "addr", "http://"+l.Addr().String()+"/")
+		s.log.Info("HTTP status, metrics and dashboard (read-only; `supervisor dashboard` prints a link that may kill and replay)", "addr", "http://"+l.Addr().String()+"/")
 		g.Add(func() error {
 			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -247,17 +272,14 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 		runErr = errors.Join(runErr, err)
 	}
 
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer scancel()
 	if completed {
-		if err := s.updateSup(sctx, func(st *supState) { st.Completed = true }); err != nil {
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := s.updateSup(mctx, func(st *supState) { st.Completed = true }); err != nil {
 			s.log.Warn("could not mark the run completed", "error", err)
 		}
+		cancel()
 	}
-	sum, err := s.Summarize(sctx)
-	if err != nil {
-		return nil, errors.Join(runErr, err)
-	}
+	sum := s.summary(context.WithoutCancel(ctx))
 	return sum, runErr
 }
 
@@ -457,8 +479,9 @@ func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string)
 	p := &lifecycle.Process{
 		Name:        a.Name,
 		Path:        s.binPath(a),
+		Checksum:    s.sums[a.Name],
 		Env:         env,
-		Config:      s.cfg.actorConfig(a, s.URL(), s.run),
+		Config:      s.cfg.actorConfig(a, s.URL(), s.acc.actors[a.Name], s.run),
 		Log:         s.cfg.Log.With("actor", a.Name),
 		TempDir:     tmp,
 		Emit:        s.bus.Emit,
@@ -468,7 +491,45 @@ func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string)
 		PingEvery:   s.cfg.PingEvery,
 		PingTimeout: s.cfg.PingTimeout,
 	}
-	return &lifecycle.Keeper{Name: a.Name, Policy: s.cfg.Policy, Emit: s.bus.Emit, Child: p}
+	var child lifecycle.Child = p
+	if len(a.Inputs) > 0 {
+		child = resetting{Child: p, reset: func(ctx context.Context) error { return s.resetInputs(ctx, a) }}
+	}
+	return &lifecycle.Keeper{Name: a.Name, Policy: s.cfg.Policy, Emit: s.bus.Emit, Child: child}
+}
+
+func (s *Supervisor) topo() natsx.Topology { return natsx.Topology{Queue: s.cfg.Queue} }
+
+// resetInputs recreates an actor's consumers before it starts: every
+// message its predecessor had not acked comes back at once, in stream
+// order, instead of after AckWait. The supervisor does it, not the actor:
+// a subject permission cannot limit the consumer config an actor would
+// send, so actors may only pull from and ack their consumers.
+func (s *Supervisor) resetInputs(ctx context.Context, a registry.Actor) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, in := range a.Inputs {
+		if _, err := natsx.ResetConsumer(ctx, s.js, s.topo(), in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resetting is a child whose consumers are reset before each life.
+type resetting struct {
+	lifecycle.Child
+	reset func(context.Context) error
+}
+
+func (r resetting) Life(ctx context.Context) error {
+	if err := r.reset(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return &lifecycle.ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
+	}
+	return r.Child.Life(ctx)
 }
 
 // logEvent writes the events an operator wants to read.

@@ -79,3 +79,30 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseReplay feeds arbitrary replay and message-ID headers: never a
+// panic; a replay is accepted only with its own ID and a sequence of at
+// least 1; every refusal wraps ErrMalformed or ErrForeign.
+func FuzzParseReplay(f *testing.F) {
+	for _, s := range [][2]string{
+		{"7", "replay-7"}, {"0", "replay-0"}, {"7", "replay-8"}, {"", ""}, {"18446744073709551615", "replay-18446744073709551615"},
+		{"18446744073709551616", "replay-18446744073709551616"}, {"-1", "replay--1"}, {" 7", "replay- 7"}, {"7", ""},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, replay, id string) {
+		h := map[string][]string{HeaderMsgID: {id}}
+		if replay != "" {
+			h[HeaderReplay] = []string{replay}
+		}
+		seq, ok, err := ParseReplay(h)
+		switch {
+		case replay == "" && (ok || err != nil):
+			t.Fatalf("no replay header: ok %v, %v", ok, err)
+		case err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrForeign):
+			t.Fatalf("ParseReplay(%q, %q): %v wraps neither ErrMalformed nor ErrForeign", replay, id, err)
+		case ok && err == nil && (seq == 0 || id != ReplayMsgID(seq)):
+			t.Fatalf("ParseReplay(%q, %q) took dead letter %d", replay, id, seq)
+		}
+	})
+}

@@ -67,7 +67,7 @@ func DecodeResult(data []byte) (Result, error) {
 		return Result{}, fmt.Errorf("%w: result: %v", ErrMalformed, err)
 	}
 	if want := FizzBuzz(r.Value); r != want {
-		return Result{}, fmt.Errorf("%w: result: %+v is not the FizzBuzz of %d", ErrMalformed, r, r.Value)
+		return Result{}, fmt.Errorf("%w: result: {value %d, kind %v, text %q} is not the FizzBuzz of %d", ErrMalformed, r.Value, r.Kind, truncate(r.Text), r.Value)
 	}
 	return r, nil
 }

@@ -71,6 +71,16 @@ const (
 	HeaderOrigSequence = "Robust-Orig-Sequence" // DLQ: its stream sequence
 	HeaderDeliveries   = "Robust-Deliveries"    // DLQ: deliveries, this one included
 	HeaderOrigMsgID    = "Robust-Orig-Msg-Id"   // DLQ: its Nats-Msg-Id, if it had one
+	// HeaderTruncated is on a dead letter whose payload was cut (too large
+	// to keep: see actor.MaxDeadPayload); HeaderOrigSize and
+	// HeaderOrigSHA256 then describe the payload it came with. Such a dead
+	// letter is not replayable.
+	HeaderTruncated  = "Robust-Truncated"
+	HeaderOrigSize   = "Robust-Orig-Size"
+	HeaderOrigSHA256 = "Robust-Orig-Sha256"
+	// HeaderDroppedHeaders counts headers of the original message left out
+	// of its dead letter (past actor.MaxDeadHeaders bytes of them).
+	HeaderDroppedHeaders = "Robust-Dropped-Headers"
 	// HeaderSourceSequence is on each result: the NUMBERS stream sequence it
 	// was computed from. Results arrive in that order, so the logger tells a
 	// republished result by it.
@@ -124,6 +134,15 @@ var (
 	// matching Nats-Msg-Id), e.g. one published by hand. Taking it would
 	// break the accounting, and the consumers' position checks.
 	ErrForeign = errors.New("foreign")
+	// ErrOutOfOrder: a well-formed message ahead of the next one expected,
+	// though nothing is missing before it in its stream: producers publish
+	// in order, so it is not theirs. Taking it would skip every real
+	// message below it.
+	ErrOutOfOrder = errors.New("out-of-order")
+	// ErrImplausible: a claim the pipeline could not have made (a beat
+	// count above --batch, a beat of a later run, a replay of a dead letter
+	// that does not exist yet).
+	ErrImplausible = errors.New("implausible")
 )
 
 // CheckMsgID returns an ErrForeign error unless got is want.

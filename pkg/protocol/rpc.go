@@ -10,7 +10,7 @@ import (
 // Handshake is shared by the supervisor and every actor binary. Bump
 // ProtocolVersion when Actor or ActorConfig change incompatibly.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
+	ProtocolVersion:  2,
 	MagicCookieKey:   "ROBUST_ACTOR",
 	MagicCookieValue: "b0c4e8f1-robust-actor",
 }
@@ -43,6 +43,7 @@ type ActorConfig struct {
 	StateKey    string        // its key in the state bucket (default: Actor)
 	Inputs      []Input       // processors: the consumers to read, in poll order
 	NATSURL     string        // where the pipeline's JetStream is
+	NATSCreds   Credentials   // how to connect there: never on a command line or in the environment
 	Run         uint64        // supervisor run number (beats are counted per run)
 	Rate        time.Duration // heartbeat period; 0 = unpaced
 	Beats       uint64        // beats per run; 0 = until stopped
@@ -53,6 +54,35 @@ type ActorConfig struct {
 	LogLevel    string        // debug, info, warn, error
 	StallAfter  time.Duration // Status fails when the actor loop has not turned for this long
 }
+
+// Credentials are how a process connects to NATS. An actor is handed its
+// own at Start, over go-plugin's mTLS channel. Zero fields are unused.
+type Credentials struct {
+	Seed        string // an nkey user seed (SU…)
+	JWT         string // a user JWT, with Seed: a server in operator mode (a .creds file)
+	User        string // a user name, with Password
+	Password    string
+	InboxPrefix string // the reply subjects' prefix its permissions allow (default _INBOX)
+	CA          string // PEM: roots that sign the server's TLS certificate ("": the system's)
+	Cert, Key   string // PEM: a client certificate for TLS, if the server asks for one
+}
+
+// String never shows a secret.
+func (c Credentials) String() string {
+	kind := "none"
+	switch {
+	case c.JWT != "":
+		kind = "jwt"
+	case c.Seed != "":
+		kind = "nkey"
+	case c.User != "":
+		kind = "user " + c.User
+	}
+	return "credentials(" + kind + ")"
+}
+
+// GoString never shows a secret either (%#v, %+v of a struct holding it).
+func (c Credentials) GoString() string { return c.String() }
 
 // Status is an actor's answer to the supervisor's periodic health check.
 type Status struct {

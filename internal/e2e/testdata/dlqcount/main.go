@@ -59,7 +59,9 @@ func (c counter) Apply(env *actor.Env, in protocol.Input, v any, d *state) []act
 	return nil
 }
 
-func (counter) Discard(_ protocol.Input, m actor.Msg, d *state) { d.Last = max(d.Last, m.Seq) }
+func (counter) Discard(_ *actor.Env, _ protocol.Input, m actor.Msg, d *state) {
+	d.Last = max(d.Last, m.Seq)
+}
 
 func main() {
 	if err := actor.ServeProcessor(counter{}); err != nil {

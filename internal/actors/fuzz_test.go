@@ -1,0 +1,59 @@
+package actors
+
+import (
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/robust/robust/internal/actor"
+	"github.com/robust/robust/pkg/protocol"
+)
+
+// FuzzWorker hands the worker arbitrary messages on both inputs, with any
+// message ID and replay header, after a gap in the stream or not: never a
+// panic; a message Decode or Check refuses moves no mark when it is
+// dead-lettered; without a gap the worker's next value moves by at most
+// one, and its beat mark by at most --batch.
+func FuzzWorker(f *testing.F) {
+	f.Add(true, []byte("41"), "n-41", "", false, uint64(41), uint64(3))
+	f.Add(true, []byte("18446744073709551615"), "n-18446744073709551615", "", false, uint64(41), uint64(3))
+	f.Add(true, []byte("5"), "replay-9", "9", false, uint64(41), uint64(3))
+	f.Add(false, []byte(`{"run":2,"beat":4}`), "b-2-4", "", false, uint64(0), uint64(3))
+	f.Add(false, []byte(`{"run":2,"beat":4,"count":1099511627776}`), "b-2-4+1099511627776", "", false, uint64(0), uint64(3))
+	f.Add(false, []byte(`{"run":9,"beat":1}`), "b-9-1", "", true, uint64(0), uint64(3))
+	f.Fuzz(func(t *testing.T, numbers bool, data []byte, id, replay string, gap bool, next, lastBeat uint64) {
+		w := Worker{}
+		e := env(0, 1000)
+		e.Config.Batch = 256
+		in := protocol.WorkerBeats
+		if numbers {
+			in = protocol.WorkerNumbers
+		}
+		h := nats.Header{}
+		h.Set(protocol.HeaderMsgID, id)
+		if replay != "" {
+			h.Set(protocol.HeaderReplay, replay)
+		}
+		m := actor.Msg{Data: data, Header: h, Seq: 100, Gap: gap}
+		d := &WorkerState{NextValue: next, BeatRun: 2, LastBeat: lastBeat, Credits: 1}
+		before := *d
+		_, v, err := w.Decode(in, m)
+		if err == nil {
+			err = w.Check(e, in, v, d)
+		}
+		if err != nil {
+			w.Discard(e, in, m, d)
+			if d.NextValue != before.NextValue || d.LastBeat != before.LastBeat || d.BeatRun != before.BeatRun {
+				t.Fatalf("a refused message (%v) moved the marks: %+v -> %+v", err, before, *d)
+			}
+			return
+		}
+		w.Apply(e, in, v, d)
+		if !gap && d.NextValue > before.NextValue+1 {
+			t.Fatalf("without a gap the next value went from %d to %d", before.NextValue, d.NextValue)
+		}
+		if !gap && d.BeatRun == before.BeatRun && d.LastBeat > before.LastBeat+256 {
+			t.Fatalf("without a gap the beat mark went from %d to %d", before.LastBeat, d.LastBeat)
+		}
+	})
+}
