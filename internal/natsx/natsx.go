@@ -90,6 +90,9 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Replicas:   t.Replicas,
 			Duplicates: t.DupWindow,
 			MaxMsgs:    -1,
+			// The supervisor's books read a queue with batched direct
+			// gets: a work queue takes no second consumer.
+			AllowDirect: true,
 		}
 		if max > 0 { // a bounded queue refuses publishes when full: backpressure, not loss
 			c.MaxMsgs, c.Discard = int64(max), jetstream.DiscardNew
