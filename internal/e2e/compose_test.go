@@ -95,9 +95,18 @@ func TestComposeStack(t *testing.T) {
 	if id == "" || strings.Contains(id, "\n") {
 		t.Fatalf("want one container in project %s, got %q", project, id)
 	}
-	if out := run(nil, "docker", "exec", id, "/supervisor", "kill", "worker", "--data-dir", "/data"); !strings.Contains(out, "killed worker") {
-		t.Fatalf("kill inside the container: %s", out)
-	}
+	// The lesson's faults restart the worker early in the run: a kill in
+	// its backoff is refused ("not running right now"), rightly; kill it
+	// once it runs.
+	var killOut string
+	waitFor(t, 30*time.Second, "the worker killed inside the container", func() bool {
+		out, err := exec.Command("docker", "exec", id, "/supervisor", "kill", "worker", "--data-dir", "/data").CombinedOutput()
+		killOut = string(out)
+		if err != nil && !strings.Contains(killOut, "not running right now") {
+			t.Fatalf("kill inside the container: %v: %s", err, killOut)
+		}
+		return err == nil && strings.Contains(killOut, "killed worker")
+	})
 	waitFor(t, 10*time.Second, "the worker restarted", func() bool {
 		a, ok := workerReport(t, base)
 		return ok && a.State == "running" && a.Causes["killed"] >= 1
