@@ -98,7 +98,6 @@ func TestMainBadAddress(t *testing.T) {
 		{"http off", noActors(t, "--http", ""), ExitFailed, notFound},
 		{"every interface", noActors(t, "--http", ":9900", "--nats-listen", "[::]:4222", "--nats-plaintext-beyond-loopback"), ExitFailed, notFound},
 		{"every interface in the clear", noActors(t, "--nats-listen", "0.0.0.0:4222"), ExitUsage, "reaches beyond this machine without TLS"},
-		{"a LAN address in the clear", noActors(t, "--nats-listen", "192.168.1.5:4222"), ExitUsage, "--nats-plaintext-beyond-loopback"},
 		{"loopback by name", noActors(t, "--nats-listen", "localhost:4222"), ExitFailed, notFound},
 		{"a cert without its key", noActors(t, "--nats-cert", "c.pem"), ExitUsage, "--nats-cert and --nats-key go together"},
 		{"creds without --nats-url", noActors(t, "--nats-creds", "x.creds"), ExitUsage, "for a server given by --nats-url"},
