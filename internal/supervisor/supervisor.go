@@ -407,7 +407,10 @@ wait:
 		case <-abort.Done():
 			s.aborted.Store(true)
 		case runErr = <-errc:
-			s.log.Error(runErr.Error())
+			var giveUp *lifecycle.GiveUpError
+			if !errors.As(runErr, &giveUp) { // a give-up is logged with its event
+				s.log.Error(runErr.Error())
+			}
 		case <-done:
 			if a, _ := s.tab.get(endsRun[0]); a.State != StateRunning || !a.Done {
 				continue // a stale answer of a process that has gone since
