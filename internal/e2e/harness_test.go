@@ -130,6 +130,14 @@ func startEnv(t testing.TB, env []string, dataDir string, args ...string) *pipel
 		select {
 		case <-p.done:
 		default:
+			if t.Failed() {
+				// Where it stood: a goroutine dump on its stderr.
+				_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+				select {
+				case <-p.done:
+				case <-time.After(3 * time.Second):
+				}
+			}
 			_ = p.cmd.Process.Kill()
 			<-p.done
 		}
