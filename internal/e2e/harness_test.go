@@ -142,10 +142,33 @@ func startEnv(t testing.TB, env []string, dataDir string, args ...string) *pipel
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("supervisor stdout:\n%s\nsupervisor stderr (last 32k):\n%s", p.stdout.String(), lastBytes(p.stderr.String(), 32<<10))
+			if dir := os.Getenv("ROBUST_E2E_LOGS"); dir != "" {
+				name := filepath.Join(dir, fmt.Sprintf("%s-%d.log", strings.ReplaceAll(t.Name(), "/", "_"), p.cmd.Process.Pid))
+				_ = os.WriteFile(name, []byte(p.stderr.String()), 0o644)
+			}
+			logs, dump := splitDump(p.stderr.String())
+			t.Logf("supervisor stdout:\n%s\nsupervisor stderr (last 24k):\n%s\n%s", p.stdout.String(), lastBytes(logs, 24<<10), dump)
 		}
 	})
 	return p
+}
+
+// splitDump splits a process's stderr into its log and, if it was sent
+// SIGQUIT, the goroutines of the dump that run robust's own code (the
+// embedded server's hundreds would push them out of a CI log).
+func splitDump(stderr string) (logs, dump string) {
+	i := strings.Index(stderr, "SIGQUIT: quit")
+	if i < 0 {
+		return stderr, ""
+	}
+	logs = stderr[:i]
+	var kept []string
+	for _, g := range strings.Split(stderr[i:], "\n\n") {
+		if strings.HasPrefix(g, "goroutine ") && strings.Contains(g, "robust/robust/") {
+			kept = append(kept, g)
+		}
+	}
+	return logs, "goroutines running robust's code at SIGQUIT:\n" + strings.Join(kept, "\n\n")
 }
 
 func lastBytes(s string, n int) string {

@@ -40,7 +40,10 @@ func dlqStatus(t *testing.T, base string) map[uint64]string {
 func TestReplay(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	first := start(t, dir, "--rate", "5", "--beats", "60")
+	// A short queue in every paced run: a replay lands behind what waits
+	// in NUMBERS, and 1,000 values queued by the first run took the worker
+	// over 30 s to go through on a loaded machine (a flaky timeout).
+	first := start(t, dir, "--rate", "5", "--beats", "60", "--queue", "20")
 	s := first.finish(0, 2*time.Minute)
 	if d := deadValues(s); !slices.Equal(d["worker"], []uint64{33}) || !slices.Equal(d["logger"], []uint64{41}) {
 		t.Fatalf("dead letters %+v, want worker 33 and logger 41", s.DeadLettered)
@@ -60,8 +63,13 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("dlq replay --all: exit %d:\n%s", code, out)
 	}
 	var again uint64 // the dead letter of 33's replay
+	var seen string  // the statuses last seen, logged as they change
 	waitFor(t, 30*time.Second, "41 logged and 33 dead again", func() bool {
 		st := dlqStatus(t, base)
+		if now := fmt.Sprint(st); now != seen {
+			t.Logf("dead letters: %s", now)
+			seen = now
+		}
 		for id, status := range st {
 			if status == fmt.Sprintf("replayed, dead again as %d", id) {
 				continue
