@@ -251,3 +251,11 @@ func LoadStateRev[D any](ctx context.Context, kv jetstream.KeyValue, key string)
 }
 
 func copyCounters(m map[string]uint64) map[string]uint64 { return maps.Clone(m) }
+
+// SaveStateRev writes an actor's state if it is still at revision rev
+// (0: not yet written), for the supervisor's repairs while the actor is
+// not running; ErrFenced if it moved on.
+func SaveStateRev[D any](ctx context.Context, kv jetstream.KeyValue, key string, st State[D], rev uint64) error {
+	s := store[D]{kv: kv, key: key, rev: rev}
+	return s.save(ctx, st)
+}

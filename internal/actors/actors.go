@@ -228,6 +228,9 @@ func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) 
 		env.Log.Warn("republished number skipped", "value", num.n, "next", d.NextValue, "replay_of", num.replay)
 		return nil
 	}
+	if num.replay != 0 {
+		deadRemove(&d.Dead, num.n) // the value goes on
+	}
 	num.take(env, num.n, &d.Replayed, func() { d.NextValue = num.n + 1 })
 	d.Credits--
 	d.Processed++
@@ -253,6 +256,9 @@ func (w Worker) Discard(env *actor.Env, in protocol.Input, m actor.Msg, d *Worke
 	if _, v, err := w.Decode(in, m); err == nil && w.Check(env, in, v, d) == nil {
 		switch v := v.(type) {
 		case number:
+			if v.replay == 0 && v.fresh(v.n >= d.NextValue, d.Replayed) {
+				deadAdd(&d.Dead, v.n) // its one pass; a replay dead again stays counted once
+			}
 			v.take(nil, v.n, &d.Replayed, func() { d.NextValue = max(d.NextValue, v.n+1) })
 		case beat:
 			last := v.Beat.Beat + v.Beats() - 1
@@ -321,6 +327,9 @@ func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *LoggerState) 
 		env.Log.Warn("republished result skipped", "value", r.Value, "source", res.source, "replay_of", res.replay)
 		return nil
 	}
+	if res.replay != 0 {
+		deadRemove(&d.Dead, r.Value)
+	}
 	res.take(env, r.Value, &d.Replayed, func() { d.LastSource = res.source })
 	total := d.Tally.Add(r.Value)
 	level := slog.LevelInfo
@@ -338,6 +347,9 @@ func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *LoggerState) 
 func (l Logger) Discard(_ *actor.Env, in protocol.Input, m actor.Msg, d *LoggerState) {
 	if _, v, err := l.Decode(in, m); err == nil {
 		res := v.(result)
+		if res.replay == 0 && res.fresh(res.source > d.LastSource, d.Replayed) {
+			deadAdd(&d.Dead, res.r.Value)
+		}
 		res.take(nil, res.r.Value, &d.Replayed, func() { d.LastSource = max(d.LastSource, res.source) })
 	}
 }

@@ -344,3 +344,64 @@ func TestTallyOfRange(t *testing.T) {
 		t.Fatal("Remove does not undo Add")
 	}
 }
+
+// The worker's and logger's Dead tallies hold exactly the values they
+// dead-lettered that stand: a value on its one pass counts once; a copy,
+// an out-of-order number or a malformed message adds nothing; a replay
+// taken takes its value out, a replay dead again leaves it in once.
+func TestDeadTally(t *testing.T) {
+	replay := func(m actor.Msg, dlq string) actor.Msg {
+		m.Header.Set(protocol.HeaderMsgID, "replay-"+dlq)
+		m.Header.Set(protocol.HeaderReplay, dlq)
+		return m
+	}
+	w, d := Worker{}, &WorkerState{Credits: 10, NextValue: 10}
+	e := env(0, 0)
+	w.Discard(e, protocol.WorkerNumbers, numberMsg("10", 11), d) // its one pass: dead
+	saved := *d
+	w.Discard(e, protocol.WorkerNumbers, numberMsg("10", 12), d) // a copy
+	w.Discard(e, protocol.WorkerNumbers, numberMsg("5", 13), d)  // a copy of one taken
+	w.Discard(e, protocol.WorkerNumbers, numberMsg("99", 14), d) // out of order: Check refuses it
+	w.Discard(e, protocol.WorkerNumbers, numberMsg("x", 15), d)  // malformed
+	w.Discard(e, protocol.WorkerNumbers, numberMsg("11", 16), d) // dead
+	if want := tallyOfValues(10, 11); d.Dead == nil || *d.Dead != want {
+		t.Fatalf("worker's dead tally %+v, want %+v", d.Dead, want)
+	}
+	w.Discard(e, protocol.WorkerNumbers, replay(numberMsg("10", 17), "1"), d) // dead again: still once
+	if want := tallyOfValues(10, 11); *d.Dead != want {
+		t.Fatalf("a replay dead again: tally %+v, want %+v", d.Dead, want)
+	}
+	apply(t, w, protocol.WorkerNumbers, replay(numberMsg("11", 18), "2"), d) // the replay of 11 goes on
+	if want := tallyOfValues(10); *d.Dead != want {
+		t.Fatalf("a replay taken: tally %+v, want %+v", d.Dead, want)
+	}
+	if *saved.Dead != tallyOfValues(10) {
+		t.Fatal("the tally was written through a shallow copy of the state")
+	}
+
+	l, ld := Logger{}, &LoggerState{LastSource: 100}
+	res := func(n, src uint64) actor.Msg {
+		m := actor.Msg{Data: protocol.EncodeResult(protocol.FizzBuzz(n)), Header: nats.Header{}}
+		m.Header.Set(protocol.HeaderMsgID, protocol.ResultMsgID(n))
+		m.Header.Set(protocol.HeaderSourceSequence, strconv.FormatUint(src, 10))
+		return m
+	}
+	l.Discard(e, protocol.LoggerResults, res(41, 101), ld) // dead
+	l.Discard(e, protocol.LoggerResults, res(41, 101), ld) // a copy
+	l.Discard(e, protocol.LoggerResults, res(7, 50), ld)   // a copy of one logged
+	if want := tallyOfValues(41); ld.Dead == nil || *ld.Dead != want {
+		t.Fatalf("logger's dead tally %+v, want %+v", ld.Dead, want)
+	}
+	apply(t, l, protocol.LoggerResults, replay(res(41, 102), "3"), ld)
+	if *ld.Dead != (Tally{}) || ld.Tally != tallyOfValues(41) {
+		t.Fatalf("the replay of 41 logged: dead %+v, logged %+v", ld.Dead, ld.Tally)
+	}
+}
+
+func tallyOfValues(vs ...uint64) Tally {
+	var t Tally
+	for _, v := range vs {
+		t.Add(v)
+	}
+	return t
+}

@@ -41,6 +41,15 @@ type WorkerState struct {
 	// Replayed lists the dead letters (DLQ sequences) whose replays the
 	// worker took, applied or dead-lettered again: a copy is skipped.
 	Replayed Seqs `json:"replayed,omitempty"`
+	// Dead tallies the values the worker dead-lettered that stand, so that
+	// the books balance by value whatever the DLQ, which is bounded, still
+	// holds: a value is added when the worker dead-letters it on its one
+	// pass (the pipeline's own number, in order, not yet taken) and
+	// removed when the worker takes a replay of it; a replay dead-lettered
+	// again leaves it in. nil: a state written before the tally existed;
+	// the supervisor counts it from the DLQ (ledger.CountDead) before the
+	// actor starts.
+	Dead *Tally `json:"dead,omitempty"`
 }
 
 // LoggerState is the logger's tally of every result it logged.
@@ -49,6 +58,27 @@ type LoggerState struct {
 	LastSource uint64 `json:"last_source"`        // HeaderSourceSequence of the last result logged
 	Duplicates uint64 `json:"duplicates"`         // republished copies skipped
 	Replayed   Seqs   `json:"replayed,omitempty"` // as WorkerState.Replayed
+	Dead       *Tally `json:"dead,omitempty"`     // as WorkerState.Dead
+}
+
+// deadAdd and deadRemove count a value in and out of a Dead tally,
+// never writing to the tally a shallow copy of the state shares.
+func deadAdd(t **Tally, v uint64) {
+	if *t == nil {
+		*t = &Tally{}
+	}
+	n := **t
+	n.Add(v)
+	*t = &n
+}
+
+func deadRemove(t **Tally, v uint64) {
+	if *t == nil {
+		*t = &Tally{}
+	}
+	n := **t
+	n.Remove(v)
+	*t = &n
 }
 
 // Tally counts results by kind, with checksums of the values: two tallies
@@ -116,6 +146,26 @@ func (t *Tally) Remove(n uint64) {
 	t.Sum -= n
 	t.SumSq -= n * n
 	*t.count(protocol.Classify(n))--
+}
+
+// Merge adds the values counted in o.
+func (t *Tally) Merge(o Tally) {
+	t.Fizz += o.Fizz
+	t.Buzz += o.Buzz
+	t.FizzBuzz += o.FizzBuzz
+	t.Value += o.Value
+	t.Sum += o.Sum
+	t.SumSq += o.SumSq
+}
+
+// Subtract takes the values counted in o out of t (the inverse of Merge).
+func (t *Tally) Subtract(o Tally) {
+	t.Fizz -= o.Fizz
+	t.Buzz -= o.Buzz
+	t.FizzBuzz -= o.FizzBuzz
+	t.Value -= o.Value
+	t.Sum -= o.Sum
+	t.SumSq -= o.SumSq
 }
 
 // TallyOfRange is the tally of the values 0 … n-1, computed in constant

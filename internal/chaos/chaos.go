@@ -184,18 +184,8 @@ func Run(ctx context.Context, cfg Config) (*Verdict, error) {
 	v.Lost, v.Duplicated, v.Concerned = v.Summary.Discrepancy()
 	s := v.Summary
 	v.OK = s.OK && v.Lost == 0 && v.Duplicated == 0 && s.Beats == cfg.Values &&
-		s.BeatsTaken == s.BeatsSent && s.Logged+deadValues(s) == cfg.Values // every beat took one value
+		s.BeatsTaken == s.BeatsSent && s.Logged+s.Dead.Total() == cfg.Values // every beat took one value
 	return v, nil
-}
-
-func deadValues(s supervisor.Summary) uint64 {
-	var n uint64
-	for _, d := range s.DeadLettered {
-		if d.Value != nil {
-			n++
-		}
-	}
-	return n
 }
 
 // haunt kills random actors of one supervisor until it exits (false) or it
@@ -278,7 +268,7 @@ func (v *Verdict) WriteText(w io.Writer) {
 	p("restarts          %s\n", join(restarts))
 	p("wall time         %s (%.0f values/s)\n", v.Wall.Round(time.Millisecond), float64(v.Values)/v.Wall.Seconds())
 	p("generated %d = logged %d + dead-lettered %d + queued %d; republished copies skipped: worker %d, logger %d\n",
-		s.Generated, s.Logged, len(s.DeadLettered), s.Queued, s.Duplicates[protocol.Worker], s.Duplicates[protocol.Logger])
+		s.Generated, s.Logged, s.Dead.Total(), s.Queued, s.Duplicates[protocol.Worker], s.Duplicates[protocol.Logger])
 	for _, d := range s.DeadLettered {
 		val := "(no value)"
 		if d.Value != nil {
@@ -296,7 +286,7 @@ func (v *Verdict) WriteText(w io.Writer) {
 	if s.Beats != v.Values || s.BeatsTaken != s.BeatsSent {
 		p("PROBLEM: the run ended after %d beats, not %d (beats sent %d, taken %d)\n", s.Beats, v.Values, s.BeatsSent, s.BeatsTaken)
 	}
-	if got := s.Logged + deadValues(s); got != v.Values {
+	if got := s.Logged + s.Dead.Total(); got != v.Values {
 		p("PROBLEM: %d values logged or dead-lettered, not %d\n", got, v.Values)
 	}
 	if v.OK {

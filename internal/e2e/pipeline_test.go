@@ -131,15 +131,26 @@ func TestKillSupervisor(t *testing.T) {
 }
 
 // A run that completed leaves the next one to start afresh, counting on.
+// The DLQ keeps one dead letter: the first run's 33 goes when 41 comes,
+// and the books still balance on both runs, by the actors' tallies.
 func TestSecondRunContinues(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	args := []string{"--rate", "0", "--beats", "100", "--faults", "none"}
 	for run := uint64(1); run <= 2; run++ {
+		args := []string{"--rate", "5", "--beats", "60", "--faults", "lesson", "--dlq-max-msgs", "1", "--drain-timeout", "1m"}
+		if run == 2 {
+			args = []string{"--rate", "0", "--beats", "60", "--faults", "none", "--dlq-max-msgs", "1"}
+		}
 		p := start(t, dir, args...)
-		s := p.finish(0, time.Minute)
-		if s.Run != run || s.Logged != 100*run {
-			t.Fatalf("run %d: summary says run %d, logged %d; want %d logged in all", run, s.Run, s.Logged, 100*run)
+		s := p.finish(0, 2*time.Minute)
+		if s.Run != run || s.Logged != 60*run-2 {
+			t.Fatalf("run %d: summary says run %d, logged %d; want %d logged in all", run, s.Run, s.Logged, 60*run-2)
+		}
+		if d := deadValues(s); s.Dead.Total() != 2 || s.DLQDropped != 1 || len(s.DeadLettered) != 1 || !slices.Equal(d["logger"], []uint64{41}) {
+			t.Fatalf("run %d: dead %+v, DLQ dropped %d, listed %+v; want 33 and 41 dead, 33 dropped", run, s.Dead, s.DLQDropped, s.DeadLettered)
+		}
+		if !strings.Contains(p.stdout.String(), "the DLQ's limits removed its 1 oldest dead letters") {
+			t.Fatalf("run %d: the summary does not say the DLQ dropped a dead letter:\n%s", run, p.stdout.String())
 		}
 	}
 }

@@ -23,12 +23,29 @@ import (
 //	Replicas:  1
 //	DupWindow: DefaultDupWindow
 //	AckWait:   30 seconds
+//	DLQ:       DefaultDLQ
 type Topology struct {
 	Queue     int
 	Replicas  int
 	DupWindow time.Duration
 	AckWait   time.Duration
+	DLQ       DLQLimits
 }
+
+// DLQLimits bound the DLQ stream: past any of them the oldest dead letters
+// go. The books do not need them (each dead-lettering actor tallies its
+// dead letters in its state); what goes is their payload and reason, and
+// the chance to replay them.
+type DLQLimits struct {
+	MaxMsgs  int64
+	MaxBytes int64
+	MaxAge   time.Duration
+}
+
+// DefaultDLQ: a million dead letters, 1 GiB, 30 days, whichever comes
+// first. A dead letter keeps at most MaxDeadPayload bytes of payload (see
+// internal/actor), so 1 GiB holds 65,000 of the largest.
+var DefaultDLQ = DLQLimits{MaxMsgs: 1_000_000, MaxBytes: 1 << 30, MaxAge: 30 * 24 * time.Hour}
 
 // ReplayRoom is room in the numbers stream beyond Queue that only replayed
 // dead letters take: the generator keeps the stream at Queue, so a replay
@@ -75,6 +92,15 @@ func (t Topology) withDefaults() Topology {
 	if t.AckWait <= 0 {
 		t.AckWait = 30 * time.Second
 	}
+	if t.DLQ.MaxMsgs <= 0 {
+		t.DLQ.MaxMsgs = DefaultDLQ.MaxMsgs
+	}
+	if t.DLQ.MaxBytes <= 0 {
+		t.DLQ.MaxBytes = DefaultDLQ.MaxBytes
+	}
+	if t.DLQ.MaxAge <= 0 {
+		t.DLQ.MaxAge = DefaultDLQ.MaxAge
+	}
 	return t
 }
 
@@ -107,6 +133,10 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Name:       protocol.StreamDLQ,
 			Subjects:   []string{protocol.SubjectDLQ + ".>"},
 			Retention:  jetstream.LimitsPolicy,
+			Discard:    jetstream.DiscardOld, // a dead letter is always taken; the oldest go
+			MaxMsgs:    t.DLQ.MaxMsgs,
+			MaxBytes:   t.DLQ.MaxBytes,
+			MaxAge:     t.DLQ.MaxAge,
 			Storage:    jetstream.FileStorage,
 			Replicas:   t.Replicas,
 			Duplicates: t.DupWindow,

@@ -24,6 +24,7 @@ import (
 	"github.com/robust/robust/internal/faults"
 	"github.com/robust/robust/internal/ledger"
 	"github.com/robust/robust/internal/lifecycle"
+	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/registry"
 )
 
@@ -64,6 +65,9 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		faultPlan  = fs.String("faults", "lesson", "fault `plan`: lesson, none, or rules like worker:33,generator:13/once (see README)")
 		batch      = fs.Int("batch", def.Batch, "messages per batch (fetch, publish, state save)")
 		show       = fs.Int("showstopper", def.Showstopper, "failed deliveries after which a message is dead-lettered")
+		dlqMsgs    = fs.Int64("dlq-max-msgs", def.DLQ.MaxMsgs, "the DLQ keeps at most `N` dead letters (the oldest go; the books keep counting them)")
+		dlqBytes   = fs.Int64("dlq-max-bytes", def.DLQ.MaxBytes, "… at most `bytes`")
+		dlqAge     = fs.Duration("dlq-max-age", def.DLQ.MaxAge, "… none older than this")
 		dataDir    = fs.String("data-dir", "./data", "`dir` for JetStream's files")
 		listen     = fs.String("nats-listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server")
 		natsURL    = fs.String("nats-url", "", "use the NATS server at `url` instead of embedding one")
@@ -113,6 +117,9 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 	}
 	if fs.NArg() > 0 {
 		return usage("unexpected argument %q", fs.Arg(0))
+	}
+	if *dlqMsgs < 1 || *dlqBytes < 1 || *dlqAge <= 0 {
+		return usage("--dlq-max-msgs, --dlq-max-bytes and --dlq-max-age must be positive: the DLQ is always bounded")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -180,6 +187,7 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		Queue:                       int(queue.n), // queue.n <= MaxQueue: fits an int
 		Batch:                       *batch,
 		Showstopper:                 *show,
+		DLQ:                         natsx.DLQLimits{MaxMsgs: *dlqMsgs, MaxBytes: *dlqBytes, MaxAge: *dlqAge},
 		Faults:                      *faultPlan,
 		DrainTimeout:                *drain,
 		SummaryTimeout:              *sumTimeout,

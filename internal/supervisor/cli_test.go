@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/robust/robust/internal/buildinfo"
+	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/registry"
 )
 
@@ -81,6 +82,19 @@ func TestMainQueueBound(t *testing.T) {
 		{"beyond int64", noActors(t, "--queue", "99999999999999999999"), ExitUsage, tooLarge},
 		{"the maximum", noActors(t, "--queue", "1000000000"), ExitFailed, notFound},
 		{"zero", noActors(t, "--queue", "0"), ExitUsage, "--queue must be at least 1"},
+	})
+}
+
+// The DLQ is always bounded: a zero or negative bound is refused, not
+// taken as "none".
+func TestMainDLQBounds(t *testing.T) {
+	const positive = "--dlq-max-msgs, --dlq-max-bytes and --dlq-max-age must be positive"
+	checkMain(t, []mainCase{
+		{"msgs zero", noActors(t, "--dlq-max-msgs", "0"), ExitUsage, positive},
+		{"bytes negative", noActors(t, "--dlq-max-bytes", "-1"), ExitUsage, positive},
+		{"age zero", noActors(t, "--dlq-max-age", "0s"), ExitUsage, positive},
+		{"bytes under 1 MiB", noActors(t, "--dlq-max-bytes", "1000"), ExitUsage, "--dlq-max-bytes at least 1 MiB"},
+		{"small but sound", noActors(t, "--dlq-max-msgs", "1", "--dlq-max-age", "1m"), ExitFailed, notFound},
 	})
 }
 
@@ -159,6 +173,10 @@ func TestConfigValidate(t *testing.T) {
 		{"http hostname", with(func(c *Config) { c.HTTP = "localhost:9900" }), nil},
 		{"http negative port", with(func(c *Config) { c.HTTP = "127.0.0.1:-1" }), ErrConfig},
 		{"http no host:port", with(func(c *Config) { c.HTTP = "9900" }), ErrConfig},
+		{"dlq bounded small", with(func(c *Config) { c.DLQ = natsx.DLQLimits{MaxMsgs: 1, MaxBytes: 1 << 20, MaxAge: time.Minute} }), nil},
+		{"dlq max bytes under 1 MiB", with(func(c *Config) { c.DLQ.MaxBytes = 1000 }), ErrConfig},
+		{"dlq max age under a minute", with(func(c *Config) { c.DLQ.MaxAge = time.Second }), ErrConfig},
+		{"dlq max msgs negative", with(func(c *Config) { c.DLQ.MaxMsgs = -1 }), ErrConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

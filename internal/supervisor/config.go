@@ -74,6 +74,8 @@ type Config struct {
 	Batch       int
 	Showstopper int
 	Faults      string
+	// DLQ bounds the DLQ stream (zero fields: natsx.DefaultDLQ).
+	DLQ natsx.DLQLimits
 
 	DrainTimeout time.Duration
 	// SummaryTimeout bounds reading the books at the end: past it a
@@ -118,6 +120,15 @@ func (c *Config) setDefaults() {
 	if c.Batch <= 0 {
 		c.Batch = 256
 	}
+	if c.DLQ.MaxMsgs <= 0 {
+		c.DLQ.MaxMsgs = natsx.DefaultDLQ.MaxMsgs
+	}
+	if c.DLQ.MaxBytes <= 0 {
+		c.DLQ.MaxBytes = natsx.DefaultDLQ.MaxBytes
+	}
+	if c.DLQ.MaxAge <= 0 {
+		c.DLQ.MaxAge = natsx.DefaultDLQ.MaxAge
+	}
 	if c.Showstopper <= 0 {
 		c.Showstopper = 3
 	}
@@ -161,6 +172,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Showstopper < 1 {
 		return fmt.Errorf("%w: --showstopper must be at least 1", ErrConfig)
+	}
+	if d := c.DLQ; d.MaxMsgs < 0 || d.MaxBytes < 0 || d.MaxAge < 0 || (d.MaxBytes > 0 && d.MaxBytes < 1<<20) || (d.MaxAge > 0 && d.MaxAge < time.Minute) {
+		return fmt.Errorf("%w: --dlq-max-msgs must be at least 1, --dlq-max-bytes at least 1 MiB (%d), --dlq-max-age at least 1m", ErrConfig, 1<<20)
 	}
 	reg := c.Registry
 	if len(reg.All()) == 0 {

@@ -193,6 +193,11 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	s.mu.Lock()
 	s.led = &ledger.Ledger{JS: js, KV: s.kv}
 	s.mu.Unlock()
+	if counted, err := s.led.CountDead(setup); err != nil {
+		return nil, fmt.Errorf("count the dead letters of a data dir from before the tallies: %w", err)
+	} else if len(counted) > 0 {
+		s.log.Info("counted the dead letters that stand into the actors' tallies (a data dir from an earlier version)", "actors", counted)
+	}
 	if err := s.beginRun(setup); err != nil {
 		return nil, err
 	}
@@ -501,7 +506,9 @@ func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string)
 	return &lifecycle.Keeper{Name: a.Name, Policy: s.cfg.Policy, Emit: s.bus.Emit, Child: child}
 }
 
-func (s *Supervisor) topo() natsx.Topology { return natsx.Topology{Queue: s.cfg.Queue} }
+func (s *Supervisor) topo() natsx.Topology {
+	return natsx.Topology{Queue: s.cfg.Queue, DLQ: s.cfg.DLQ}
+}
 
 // resetInputs recreates an actor's consumers before it starts: every
 // message its predecessor had not acked comes back at once, in stream
