@@ -13,7 +13,8 @@ import (
 // tallies existed (Dead nil) the tally of its dead letters that have not
 // flowed again, counted from the DLQ, which until then was never trimmed.
 // The supervisor calls it before any actor starts. It returns the actors
-// whose tallies it counted.
+// whose tallies it counted dead letters into (a state without any gets an
+// empty tally, not reported).
 func (s *Ledger) CountDead(ctx context.Context) ([]string, error) {
 	l, err := s.Read(ctx)
 	if err != nil {
@@ -26,7 +27,7 @@ func (s *Ledger) CountDead(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return counted, err
 		}
-		if ok {
+		if ok && tallies[protocol.Worker].Total() > 0 {
 			counted = append(counted, protocol.Worker)
 		}
 	}
@@ -35,7 +36,7 @@ func (s *Ledger) CountDead(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return counted, err
 		}
-		if ok {
+		if ok && tallies[protocol.Logger].Total() > 0 {
 			counted = append(counted, protocol.Logger)
 		}
 	}
