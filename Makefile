@@ -46,6 +46,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOuts$$' -fuzztime $(FUZZTIME) ./internal/actor/
 	$(GO) test -run '^$$' -fuzz '^FuzzWorker$$' -fuzztime $(FUZZTIME) ./internal/actors/
 	$(GO) test -run '^$$' -fuzz '^FuzzDeadLetterOf$$' -fuzztime $(FUZZTIME) ./internal/ledger/
+	$(GO) test -run '^$$' -fuzz '^FuzzAudit$$' -fuzztime $(FUZZTIME) ./internal/tamper/
 
 clean:
 	rm -rf $(BIN) data

@@ -284,6 +284,10 @@ func (r *processor[D]) run(ctx context.Context, in protocol.Input, ds []delivery
 	prev := work.cursor(in.Consumer).Applied // the last stream sequence taken
 	msg := func(d delivery) Msg {
 		m := Msg{Data: d.m.Data(), Header: d.m.Headers(), Seq: d.seq, Gap: d.seq > prev+1}
+		if m.Gap {
+			work.cursor(in.Consumer).Skipped += d.seq - prev - 1
+			r.env.Log.Error("messages left the stream before this actor took them: removed", "stream", in.Stream, "consumer", in.Consumer, "from_seq", prev+1, "to_seq", d.seq-1)
+		}
 		prev = d.seq
 		return m
 	}

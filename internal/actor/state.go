@@ -140,6 +140,10 @@ type Cursor struct {
 	// Applied is the last stream sequence whose effects are saved. A delivery
 	// at or below it is a redelivery: it is acked and skipped.
 	Applied uint64 `json:"applied"`
+	// Skipped counts the stream sequences the input jumped over: messages
+	// that left the stream before this consumer took them (a purge, a
+	// deletion, a damaged store). The ledger counts them as removed.
+	Skipped uint64 `json:"skipped,omitempty"`
 	// Inflight is the batch begun and not finished. Its presence on start
 	// means the predecessor died inside it.
 	Inflight *Inflight `json:"inflight,omitempty"`

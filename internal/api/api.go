@@ -39,6 +39,9 @@ type StatusReport struct {
 	Graph       registry.Graph    `json:"graph"`
 	Queues      map[string]uint64 `json:"queues"` // stream to messages waiting
 	DeadLetters uint64            `json:"dead_letters"`
+	// Tampered: what was done to the pipeline's data from outside it, as
+	// the supervisor saw it (all runs of the data dir, the last 100).
+	Tampered []events.Tampered `json:"tampered,omitempty"`
 }
 
 // ActorReport is one actor in a StatusReport.
@@ -86,6 +89,7 @@ type Server struct {
 	dlq    []RecentLetter
 
 	deadLettered atomic.Uint64 // dead-lettering events while it ran
+	tampered     atomic.Uint64 // tampering events while it ran
 
 	access Access
 	token  atomic.Pointer[string]
@@ -251,6 +255,7 @@ var (
 	descQueue     = prometheus.NewDesc("robust_queue_depth", "Messages waiting in a stream.", []string{"stream"}, nil)
 	descDLQ       = prometheus.NewDesc("robust_dlq_messages", "Messages in the dead-letter stream now.", nil, nil)
 	descDead      = prometheus.NewDesc("robust_dead_letters_total", "Messages dead-lettered while this supervisor ran.", nil, nil)
+	descTampered  = prometheus.NewDesc("robust_tampered_total", "Changes to the pipeline's data from outside it (purges, deletions, unreadable states) seen while this supervisor ran.", nil, nil)
 	descBuild     = prometheus.NewDesc("robust_build_info", "The supervisor's build: always 1.", []string{"version", "revision", "goversion"}, nil)
 )
 
@@ -268,7 +273,7 @@ func (c collector) registryDescs() map[string]*prometheus.Desc {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descRestarts, descProcessed, descQueue, descDLQ, descDead, descBuild} {
+	for _, d := range []*prometheus.Desc{descUp, descRestarts, descProcessed, descQueue, descDLQ, descDead, descTampered, descBuild} {
 		ch <- d
 	}
 	for _, d := range c.registryDescs() {
@@ -283,6 +288,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	b := rep.Build
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, b.Version, b.Revision, b.GoVersion)
 	ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(c.s.deadLettered.Load()))
+	ch <- prometheus.MustNewConstMetric(descTampered, prometheus.CounterValue, float64(c.s.tampered.Load()))
 	descs := c.registryDescs()
 	for _, a := range rep.Actors {
 		up := 0.0

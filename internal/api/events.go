@@ -76,6 +76,8 @@ func (s *Server) On(e events.Event) {
 		s.addEvent(Event{Time: x.At, Kind: "restart", Actor: x.Actor, Cause: x.Exit.String(), N: x.Restart})
 	case events.DeadLettered:
 		s.deadLettered.Add(1)
+	case events.Tampered:
+		s.tampered.Add(1)
 	}
 }
 

@@ -37,7 +37,7 @@ func TestMetricsLint(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"robust_dead_letters_total 0\n", "robust_build_info{", "go_goroutines ", "process_cpu_seconds_total "} {
+	for _, want := range []string{"robust_dead_letters_total 0\n", "robust_tampered_total 0\n", "robust_build_info{", "go_goroutines ", "process_cpu_seconds_total "} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
@@ -45,6 +45,10 @@ func TestMetricsLint(t *testing.T) {
 	s.On(events.DeadLettered{Base: events.Base{Actor: "worker"}})
 	if _, body := getBody(t, srv.URL+"/metrics"); !strings.Contains(body, "robust_dead_letters_total 1\n") {
 		t.Errorf("a dead-lettering event is not counted")
+	}
+	s.On(events.Tampered{Op: events.OpPurged, What: "NUMBERS"})
+	if _, body := getBody(t, srv.URL+"/metrics"); !strings.Contains(body, "robust_tampered_total 1\n") {
+		t.Errorf("a tampering event is not counted")
 	}
 	// promtool, where installed (.ci/run installs it), checks the exposition too.
 	promtool, err := exec.LookPath("promtool")

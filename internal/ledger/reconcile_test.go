@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -81,6 +82,8 @@ func TestReconcile(t *testing.T) {
 		wantExpected []uint64 // the values the logger should have logged
 		anyExpected  bool     // the expected tally is beside the point
 		wantQueued   uint64
+		removedMsgs  map[string]uint64
+		wantRemoved  uint64
 		wantProblems []string // each a substring of the problem at the same index
 	}{
 		{
@@ -213,6 +216,34 @@ func TestReconcile(t *testing.T) {
 			wantQueued:   1,
 		},
 		{
+			name:         "values removed from the queues",
+			generated:    10,
+			dlq:          dead(u(2)),
+			queued:       []uint64{9},
+			logged:       without(span(0, 9), 2, 4, 6, 7),
+			removedMsgs:  map[string]uint64{"NUMBERS": 2, "RESULTS": 1},
+			wantExpected: without(span(0, 9), 2, 4, 6, 7),
+			wantQueued:   1,
+			wantRemoved:  3,
+			wantProblems: []string{"3 messages left their queues before they were taken (2 from NUMBERS, 1 from RESULTS)"},
+		},
+		{
+			name:         "more values missing than messages removed: a loss besides",
+			generated:    10,
+			logged:       without(span(0, 10), 4, 6),
+			removedMsgs:  map[string]uint64{"NUMBERS": 1},
+			wantExpected: span(0, 10),
+			wantProblems: []string{"1 messages left", "lost or applied twice"},
+		},
+		{
+			name:         "a removal does not hide a value logged twice",
+			generated:    10,
+			logged:       append(without(span(0, 10), 3, 4), 5),
+			removedMsgs:  map[string]uint64{"RESULTS": 1},
+			wantExpected: span(0, 10),
+			wantProblems: []string{"1 messages left", "lost or applied twice"},
+		},
+		{
 			name:         "a dead letter without a value does not excuse a loss",
 			generated:    10,
 			dlq:          dead(nil),
@@ -223,7 +254,10 @@ func TestReconcile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			expected, queued, problems := reconcile(tt.generated, deadOf(tt.dlq), tt.queued, tallyOf(t, tt.logged...))
+			expected, queued, removed, problems := reconcile(tt.generated, deadOf(tt.dlq), tt.queued, tallyOf(t, tt.logged...), tt.removedMsgs)
+			if removed != tt.wantRemoved {
+				t.Errorf("removed = %d, want %d", removed, tt.wantRemoved)
+			}
 			if want := tallyOf(t, tt.wantExpected...); expected != want && !tt.anyExpected {
 				t.Errorf("expected tally = %+v, want %+v", expected, want)
 			}
@@ -249,7 +283,7 @@ func TestReconcileConservation(t *testing.T) {
 	dlq := dead(u(0), nil, u(7), u(21))
 	queued := []uint64{45, 46, 47, 48, 49, 21}
 	logged := without(span(0, 45), 0, 7, 21)
-	expected, q, problems := reconcile(generated, deadOf(dlq), without(queued, 21), tallyOf(t, logged...))
+	expected, q, _, problems := reconcile(generated, deadOf(dlq), without(queued, 21), tallyOf(t, logged...), nil)
 	if len(problems) != 0 {
 		t.Fatalf("problems: %q", problems)
 	}
@@ -305,12 +339,39 @@ func TestReplayedDeadLettersBalance(t *testing.T) {
 	}
 	// 33 was taken and logged, 41 waits as a replay, 50 is dead once.
 	logged := without(span(0, 60), 41, 50)
-	_, queued, problems := reconcile(60, deadOf(l.Standing), []uint64{41}, tallyOf(t, logged...))
+	_, queued, _, problems := reconcile(60, deadOf(l.Standing), []uint64{41}, tallyOf(t, logged...), nil)
 	if queued != 1 || len(problems) != 0 {
 		t.Fatalf("queued %d, problems %v; want 1 and none", queued, problems)
 	}
 	// Counting the replayed ones as dead as well would not balance.
-	if _, _, problems := reconcile(60, deadOf(dlq), []uint64{41}, tallyOf(t, logged...)); len(problems) == 0 {
+	if _, _, _, problems := reconcile(60, deadOf(dlq), []uint64{41}, tallyOf(t, logged...), nil); len(problems) == 0 {
 		t.Fatal("the unsorted DLQ balanced: the test proves nothing")
+	}
+}
+
+// A queue's removed messages: those its consumer jumped over, and those
+// above its cursor the queue no longer holds; nothing for a queue whose
+// every message is taken or held.
+func TestRemovedMsgs(t *testing.T) {
+	held := func(seqs ...uint64) []queuedMsg {
+		var out []queuedMsg
+		for _, s := range seqs {
+			out = append(out, queuedMsg{seq: s})
+		}
+		return out
+	}
+	got := removedMsgs(map[protocol.Input]*actor.Cursor{
+		protocol.WorkerNumbers: {Applied: 100, Skipped: 7},
+		protocol.LoggerResults: {Applied: 50},
+	}, map[string]uint64{protocol.StreamNumbers: 110, protocol.StreamResults: 53},
+		map[string][]queuedMsg{protocol.StreamNumbers: held(101, 102, 103, 111), protocol.StreamResults: held(51, 52, 53)})
+	if want := map[string]uint64{protocol.StreamNumbers: 7 + 7}; !maps.Equal(got, want) {
+		t.Fatalf("removed %v, want %v", got, want)
+	}
+	// A new consumer (no cursor) of an emptied queue: all of it removed.
+	got = removedMsgs(map[protocol.Input]*actor.Cursor{protocol.WorkerNumbers: nil},
+		map[string]uint64{protocol.StreamNumbers: 5}, nil)
+	if want := map[string]uint64{protocol.StreamNumbers: 5}; !maps.Equal(got, want) {
+		t.Fatalf("removed %v, want %v", got, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/robust/robust/internal/actor"
 	"github.com/robust/robust/internal/actors"
+	"github.com/robust/robust/internal/events"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -97,16 +99,26 @@ type Summary struct {
 	// DeadLettered lists the dead letters that stand, as far as the DLQ
 	// still holds them; DLQDropped is how many its limits (--dlq-max-*)
 	// removed, oldest first.
-	DeadLettered []DeadLetter      `json:"dead_lettered"`
-	DLQDropped   uint64            `json:"dlq_dropped,omitempty"`
-	Replayed     []DeadLetter      `json:"replayed,omitempty"`
-	Starts       map[string]uint64 `json:"starts"`
-	Restarts     map[string]uint64 `json:"restarts"`     // all runs
-	RunRestarts  map[string]uint64 `json:"run_restarts"` // this supervisor's
-	LastCause    map[string]string `json:"last_cause,omitempty"`
-	Counts       actors.Tally      `json:"counts"`   // the logger's
-	Expected     actors.Tally      `json:"expected"` // the FizzBuzz of exactly the values logged
-	Problems     []string          `json:"problems,omitempty"`
+	DeadLettered []DeadLetter `json:"dead_lettered"`
+	DLQDropped   uint64       `json:"dlq_dropped,omitempty"`
+	// Removed is how many values left the queues (NUMBERS, RESULTS) before
+	// they were taken: generated = logged + dead + queued + removed.
+	// RemovedMsgs counts the messages gone, per queue.
+	Removed     uint64            `json:"removed,omitempty"`
+	RemovedMsgs map[string]uint64 `json:"removed_messages,omitempty"`
+	// Tampered lists what was done to the pipeline's data from outside it
+	// (the last 100; TamperedTotal counts all), as the supervisor saw it
+	// happen.
+	Tampered      []events.Tampered `json:"tampered,omitempty"`
+	TamperedTotal uint64            `json:"tampered_total,omitempty"`
+	Replayed      []DeadLetter      `json:"replayed,omitempty"`
+	Starts        map[string]uint64 `json:"starts"`
+	Restarts      map[string]uint64 `json:"restarts"`     // all runs
+	RunRestarts   map[string]uint64 `json:"run_restarts"` // this supervisor's
+	LastCause     map[string]string `json:"last_cause,omitempty"`
+	Counts        actors.Tally      `json:"counts"`   // the logger's
+	Expected      actors.Tally      `json:"expected"` // the FizzBuzz of exactly the values logged
+	Problems      []string          `json:"problems,omitempty"`
 	// Partial: the books could not be read (Problems says why); the
 	// counts are missing.
 	Partial bool `json:"partial,omitempty"`
@@ -182,7 +194,8 @@ func (s *Ledger) Summarize(ctx context.Context, run uint64, actorCounts []ActorC
 			sum.LastCause[a.Name] = a.LastExit
 		}
 	}
-	sum.Expected, sum.Queued, sum.Problems = reconcile(sum.Generated, dead, queued, sum.Counts)
+	sum.RemovedMsgs = led.removed
+	sum.Expected, sum.Queued, sum.Removed, sum.Problems = reconcile(sum.Generated, dead, queued, sum.Counts, led.removed)
 	sum.Problems = append(problems, sum.Problems...)
 	sum.OK = len(sum.Problems) == 0
 	return sum, nil
@@ -199,8 +212,11 @@ type Book struct {
 	// too); their dead letters are still in their actor's tally.
 	replaysQueued []uint64
 	dlqDropped    uint64 // dead letters the DLQ's limits removed
-	wk            actor.State[actors.WorkerState]
-	lg            actor.State[actors.LoggerState]
+	// removed: per queue (NUMBERS, RESULTS), the messages that left it
+	// before its consumer took them.
+	removed map[string]uint64
+	wk      actor.State[actors.WorkerState]
+	lg      actor.State[actors.LoggerState]
 }
 
 // deadTally is the tally of the values dead-lettered that stand: the
@@ -278,13 +294,15 @@ func (s *Ledger) Read(ctx context.Context) (Book, error) {
 	}
 	l.dlqDropped = dropped
 	var numbers, results []queuedMsg
+	lastSeq := map[string]uint64{} // each queue's last sequence, read before its messages
 	for name, into := range map[string]*[]queuedMsg{protocol.StreamNumbers: &numbers, protocol.StreamResults: &results} {
-		err := eachMsg(ctx, s.JS, name, 1, func(m *jetstream.RawStreamMsg) {
+		last, err := eachMsg(ctx, s.JS, name, 1, func(m *jetstream.RawStreamMsg) {
 			*into = append(*into, queuedMsg{m.Sequence, m.Subject, m.Header, m.Data})
 		})
 		if err != nil {
 			return l, err
 		}
+		lastSeq[name] = last
 	}
 	if l.wk, err = actor.LoadState[actors.WorkerState](ctx, s.KV, protocol.Worker); err != nil {
 		return l, err
@@ -299,6 +317,10 @@ func (s *Ledger) Read(ctx context.Context) (Book, error) {
 		}
 		return 0
 	}
+	l.removed = removedMsgs(map[protocol.Input]*actor.Cursor{
+		protocol.WorkerNumbers: wk.Cursors[protocol.WorkerNumbers.Consumer],
+		protocol.LoggerResults: lg.Cursors[protocol.LoggerResults.Consumer],
+	}, lastSeq, map[string][]queuedMsg{protocol.StreamNumbers: numbers, protocol.StreamResults: results})
 	// Queued: the pipeline's own messages that their consumer will still
 	// take (republished copies at or below its marks it will skip), and
 	// results committed by the worker but not yet published.
@@ -360,6 +382,36 @@ func (s *Ledger) Read(ctx context.Context) (Book, error) {
 	return l, nil
 }
 
+// removedMsgs counts, per queue, the messages that left it before its
+// consumer took them: the sequences its consumer jumped over (its cursor's
+// Skipped), and those above its cursor, up to the queue's last sequence,
+// that the queue no longer holds. A work queue loses a message only when
+// its consumer acks it, after saving its effects (and its cursor): any
+// other way out is a removal. States are read after the queues, so a
+// message taken meanwhile shows as taken.
+func removedMsgs(cursors map[protocol.Input]*actor.Cursor, lastSeq map[string]uint64, held map[string][]queuedMsg) map[string]uint64 {
+	out := map[string]uint64{}
+	for in, c := range cursors {
+		var applied, skipped uint64
+		if c != nil {
+			applied, skipped = c.Applied, c.Skipped
+		}
+		n := skipped
+		if last := lastSeq[in.Stream]; last > applied {
+			n += last - applied
+			for _, m := range held[in.Stream] {
+				if m.seq > applied && m.seq <= last {
+					n--
+				}
+			}
+		}
+		if n > 0 {
+			out[in.Stream] = n
+		}
+	}
+	return out
+}
+
 // sortDeadLetters sets each dead letter's status: replayed (its ID is in
 // taken: the worker or logger took its replay), replay queued (in
 // replaying), or dead. A replay that was dead-lettered again is a new dead
@@ -399,7 +451,14 @@ func sortDeadLetters(dlq []DeadLetter, taken, replaying map[uint64]bool) Book {
 // how many values are queued, and what does not add up. A value
 // dead-lettered twice, or dead-lettered and logged, shows as a tally that
 // does not match.
-func reconcile(generated uint64, dead actors.Tally, queuedValues []uint64, logged actors.Tally) (expected actors.Tally, queued uint64, problems []string) {
+//
+// removedMsgs are the messages, per queue, that left it before their
+// consumer took them (each held one value). Their values are known only as
+// what is missing: when exactly that many values of no kind logged in
+// excess are missing, they are counted as removed; the check is then
+// weaker (a value logged twice could hide behind one removed), and a
+// removal is always a problem.
+func reconcile(generated uint64, dead actors.Tally, queuedValues []uint64, logged actors.Tally, removedMsgs map[string]uint64) (expected actors.Tally, queued, removed uint64, problems []string) {
 	q := map[uint64]bool{}
 	for _, v := range queuedValues {
 		if v >= generated {
@@ -417,6 +476,23 @@ func reconcile(generated uint64, dead actors.Tally, queuedValues []uint64, logge
 		expected.Remove(v)
 	}
 	queued = uint64(len(q))
+	var msgs uint64
+	var where []string
+	for _, name := range slices.Sorted(maps.Keys(removedMsgs)) {
+		msgs += removedMsgs[name]
+		where = append(where, fmt.Sprintf("%d from %s", removedMsgs[name], name))
+	}
+	if msgs > 0 {
+		problems = append(problems, fmt.Sprintf("%d messages left their queues before they were taken (%s): removed from outside the pipeline (a purge, a deletion, a damaged store)", msgs, strings.Join(where, ", ")))
+		fits := expected.Total()-logged.Total() == msgs
+		for _, k := range protocol.Kinds {
+			fits = fits && logged.Count(k) <= expected.Count(k)
+		}
+		if fits {
+			removed = msgs
+			expected = logged
+		}
+	}
 	if logged != expected {
 		var diffs []string
 		for _, k := range protocol.Kinds {
@@ -430,7 +506,7 @@ func reconcile(generated uint64, dead actors.Tally, queuedValues []uint64, logge
 		problems = append(problems, fmt.Sprintf("logged %d values, expected %d (%s): values were lost or applied twice",
 			logged.Total(), expected.Total(), strings.Join(diffs, "; ")))
 	}
-	return expected, queued, problems
+	return expected, queued, removed, problems
 }
 
 // unloggedResult is the value of a result of the worker's that the logger
@@ -550,24 +626,25 @@ func uniqueDeadLetters(dls []DeadLetter) []DeadLetter {
 }
 
 // eachMsg calls f for every message of a stream from sequence from on.
-func eachMsg(ctx context.Context, js jetstream.JetStream, stream string, from uint64, f func(*jetstream.RawStreamMsg)) error {
+func eachMsg(ctx context.Context, js jetstream.JetStream, stream string, from uint64, f func(*jetstream.RawStreamMsg)) (last uint64, err error) {
 	st, err := js.Stream(ctx, stream)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	info, err := st.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
+		return 0, fmt.Errorf("stream %s: %w", stream, err)
 	}
+	last = info.State.LastSeq
 	if info.State.Msgs == 0 || from > info.State.LastSeq {
-		return nil
+		return last, nil
 	}
 	if info.Config.Retention == jetstream.LimitsPolicy {
-		return eachByConsumer(ctx, st, max(from, info.State.FirstSeq), info.State.LastSeq, f)
+		return last, eachByConsumer(ctx, st, max(from, info.State.FirstSeq), info.State.LastSeq, f)
 	}
 	if info.Config.AllowDirect {
 		// A work queue refuses a second consumer: batches of direct gets.
-		return eachByDirectGet(ctx, js.Conn(), stream, max(from, info.State.FirstSeq), info.State.LastSeq, f)
+		return last, eachByDirectGet(ctx, js.Conn(), stream, max(from, info.State.FirstSeq), info.State.LastSeq, f)
 	}
 	// One message at a time (a stream made before AllowDirect was set).
 	for seq := max(from, info.State.FirstSeq); seq <= info.State.LastSeq; seq++ {
@@ -576,11 +653,11 @@ func eachMsg(ctx context.Context, js jetstream.JetStream, stream string, from ui
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("stream %s seq %d: %w", stream, seq, err)
+			return last, fmt.Errorf("stream %s seq %d: %w", stream, seq, err)
 		}
 		f(m)
 	}
-	return nil
+	return last, nil
 }
 
 // directBatch is how many messages one direct get returns.
@@ -708,7 +785,11 @@ func (s *Summary) WriteText(w io.Writer) {
 	}
 	t := s.Counts
 	p("counts: fizz %d, buzz %d, fizzbuzz %d, value %d\n", t.Fizz, t.Buzz, t.FizzBuzz, t.Value)
-	p("check: generated %d = logged %d + dead-lettered %d + queued %d\n", s.Generated, s.Logged, s.Dead.Total(), s.Queued)
+	if s.Removed > 0 {
+		p("check: generated %d = logged %d + dead-lettered %d + queued %d + removed %d\n", s.Generated, s.Logged, s.Dead.Total(), s.Queued, s.Removed)
+	} else {
+		p("check: generated %d = logged %d + dead-lettered %d + queued %d\n", s.Generated, s.Logged, s.Dead.Total(), s.Queued)
+	}
 	if s.OK {
 		p("no loss, no duplicates\n")
 		return

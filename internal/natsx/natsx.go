@@ -144,6 +144,16 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 	}
 }
 
+// Names are the streams of the pipeline's data: every stream and the
+// state bucket's.
+func (t Topology) Names() []string {
+	var names []string
+	for _, sc := range t.Streams() {
+		names = append(names, sc.Name)
+	}
+	return append(names, "KV_"+protocol.StateBucket)
+}
+
 // Consumer returns the durable consumer configuration of one input.
 func (t Topology) Consumer(in protocol.Input) jetstream.ConsumerConfig {
 	t = t.withDefaults()

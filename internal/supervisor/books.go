@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/robust/robust/internal/events"
@@ -37,7 +39,16 @@ func (s *Supervisor) Summarize(ctx context.Context) (*Summary, error) {
 		}
 		counts = append(counts, c)
 	}
-	return s.led.Summarize(ctx, sup.Run, counts)
+	sum, err := s.led.Summarize(ctx, sup.Run, counts)
+	if err != nil {
+		return nil, err
+	}
+	sum.Tampered, sum.TamperedTotal = sup.Tampered, sup.TamperedTotal
+	if sup.TamperedTotal > 0 {
+		sum.Problems = append(sum.Problems, tamperProblem(sup.Tampered, sup.TamperedTotal))
+		sum.OK = false
+	}
+	return sum, nil
 }
 
 // summary is Summarize within --summary-timeout; past it, or if the books
@@ -62,7 +73,26 @@ func (s *Supervisor) summary(ctx context.Context) *Summary {
 	for _, a := range s.tab.all() {
 		p.RunRestarts[a.Name] = a.Restarts
 	}
+	s.mu.Lock()
+	p.Tampered, p.TamperedTotal = slices.Clone(s.sup.Tampered), s.sup.TamperedTotal
+	s.mu.Unlock()
+	if p.TamperedTotal > 0 {
+		p.Problems = append(p.Problems, tamperProblem(p.Tampered, p.TamperedTotal))
+	}
 	return p
+}
+
+// tamperProblem names the tamperings in a summary's problems.
+func tamperProblem(list []events.Tampered, total uint64) string {
+	var what []string
+	for _, t := range list {
+		what = append(what, t.String())
+	}
+	more := ""
+	if n := total - uint64(len(list)); n > 0 {
+		more = fmt.Sprintf(" and %d earlier", n)
+	}
+	return fmt.Sprintf("the pipeline's data was changed from outside it %d times: %s%s", total, strings.Join(what, "; "), more)
 }
 
 // Replay puts dead letters back on their subjects (see ledger.Ledger.Replay)

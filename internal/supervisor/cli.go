@@ -84,6 +84,7 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		evClients  = fs.Int("http-event-clients", 16, "at most `N` open dashboard event streams")
 		drain      = fs.Duration("drain-timeout", def.DrainTimeout, "how long a stop waits for in-flight work")
 		sumTimeout = fs.Duration("summary-timeout", def.SummaryTimeout, "how long the summary may take to read the books; past it a partial summary says why")
+		startOver  = fs.Bool("start-over", false, "delete the pipeline's streams, dead letters and state first, and begin again (after a start refused because data was removed)")
 		maxRest    = fs.Int("max-restarts", def.Policy.Intensity, "give up when an actor restarts more than `N` times …")
 		window     = fs.Duration("restart-window", def.Policy.Window, "… within this window")
 		maxDelay   = fs.Duration("restart-max-delay", def.Policy.Max, "cap on the restart backoff")
@@ -191,6 +192,7 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		Faults:                      *faultPlan,
 		DrainTimeout:                *drain,
 		SummaryTimeout:              *sumTimeout,
+		StartOver:                   *startOver,
 		Policy:                      lifecycle.Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
 		Log:                         log,
 		LogLevel:                    strings.ToLower(level.String()),

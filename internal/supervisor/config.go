@@ -76,6 +76,9 @@ type Config struct {
 	Faults      string
 	// DLQ bounds the DLQ stream (zero fields: natsx.DefaultDLQ).
 	DLQ natsx.DLQLimits
+	// StartOver deletes the pipeline's streams and state bucket before
+	// the run, so that everything begins again (after ErrDataLost).
+	StartOver bool
 
 	DrainTimeout time.Duration
 	// SummaryTimeout bounds reading the books at the end: past it a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/robust/robust/internal/api"
@@ -41,6 +42,7 @@ func (s *Supervisor) Report(ctx context.Context) (StatusReport, error) {
 		causes[name] = maps.Clone(c)
 	}
 	js := s.js
+	r.Tampered = slices.Clone(s.sup.Tampered)
 	s.mu.Unlock()
 	for _, st := range s.tab.all() {
 		a, _ := s.reg.Get(st.Name)

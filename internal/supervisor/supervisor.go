@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/robust/robust/internal/lifecycle"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/registry"
+	"github.com/robust/robust/internal/tamper"
 	"github.com/robust/robust/pkg/protocol"
 )
 
@@ -38,7 +40,17 @@ type supState struct {
 	LastCause map[string]string `json:"last_cause,omitempty"`
 	// Causes counts restarts per actor by kind of exit (events.Cause).
 	Causes map[string]map[string]uint64 `json:"causes,omitempty"`
+	// Tampered: what was done to the pipeline's data from outside it, all
+	// runs, the last maxTampered; TamperedTotal counts them all.
+	Tampered      []events.Tampered `json:"tampered,omitempty"`
+	TamperedTotal uint64            `json:"tampered_total,omitempty"`
+	// Streams: when each of the pipeline's streams was made, as the
+	// supervisor last saw them (checkData).
+	Streams map[string]time.Time `json:"streams,omitempty"`
 }
+
+// maxTampered bounds the tamperings the supervisor's state keeps.
+const maxTampered = 100
 
 // NeverStartedError: a run ended with actors that never got running.
 type NeverStartedError struct {
@@ -184,6 +196,9 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 
 	setup, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	if err := s.checkData(setup, js); err != nil {
+		return nil, err
+	}
 	if err := natsx.Ensure(setup, js, s.topo(), s.reg.Inputs()); err != nil {
 		return nil, fmt.Errorf("set up JetStream: %w", err)
 	}
@@ -268,6 +283,19 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 		wctx, stop := context.WithCancel(context.Background())
 		g.Add(func() error { s.watchDLQ(wctx); return nil }, func(error) { stop() })
 	}
+	{
+		// Started before any actor: a tampering from the first moment on
+		// is seen. Without it, tampering is found at the end of the run
+		// only: the run goes on.
+		w := &tamper.Watcher{NC: nc, KV: s.kv, Streams: s.topo().Names(), Emit: s.bus.Emit}
+		wctx, stop := context.WithCancel(context.Background())
+		if err := w.Start(wctx); err != nil {
+			s.log.Error("cannot watch for tampering", "error", err)
+			stop()
+		} else {
+			g.Add(func() error { w.Run(wctx); return nil }, func(error) { stop() })
+		}
+	}
 	if s.cfg.Rate == 0 && s.cfg.ProgressEvery > 0 {
 		pctx, stop := context.WithCancel(context.Background())
 		g.Add(func() error { s.progress(pctx); return nil }, func(error) { stop() })
@@ -303,6 +331,9 @@ func (s *Supervisor) beginRun(ctx context.Context) error {
 	if st.Restarts == nil {
 		st.Restarts = map[string]uint64{}
 	}
+	if err := s.recordStreams(ctx, s.js, &st); err != nil {
+		return err
+	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
@@ -317,8 +348,12 @@ func (s *Supervisor) beginRun(ctx context.Context) error {
 }
 
 func (s *Supervisor) loadSup(ctx context.Context) (supState, error) {
+	return loadSupFrom(ctx, s.kv)
+}
+
+func loadSupFrom(ctx context.Context, kv jetstream.KeyValue) (supState, error) {
 	var st supState
-	e, err := s.kv.Get(ctx, protocol.SupervisorKey)
+	e, err := kv.Get(ctx, protocol.SupervisorKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return st, nil
 	}
@@ -499,47 +534,12 @@ func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string)
 		PingEvery:   s.cfg.PingEvery,
 		PingTimeout: s.cfg.PingTimeout,
 	}
-	var child lifecycle.Child = p
-	if len(a.Inputs) > 0 {
-		child = resetting{Child: p, reset: func(ctx context.Context) error { return s.resetInputs(ctx, a) }}
-	}
+	child := guarded{Child: p, before: s.beforeLife(a)}
 	return &lifecycle.Keeper{Name: a.Name, Policy: s.cfg.Policy, Emit: s.bus.Emit, Child: child}
 }
 
 func (s *Supervisor) topo() natsx.Topology {
 	return natsx.Topology{Queue: s.cfg.Queue, DLQ: s.cfg.DLQ}
-}
-
-// resetInputs recreates an actor's consumers before it starts: every
-// message its predecessor had not acked comes back at once, in stream
-// order, instead of after AckWait. The supervisor does it, not the actor:
-// a subject permission cannot limit the consumer config an actor would
-// send, so actors may only pull from and ack their consumers.
-func (s *Supervisor) resetInputs(ctx context.Context, a registry.Actor) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	for _, in := range a.Inputs {
-		if _, err := natsx.ResetConsumer(ctx, s.js, s.topo(), in); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// resetting is a child whose consumers are reset before each life.
-type resetting struct {
-	lifecycle.Child
-	reset func(context.Context) error
-}
-
-func (r resetting) Life(ctx context.Context) error {
-	if err := r.reset(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped before it started
-		}
-		return &lifecycle.ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
-	}
-	return r.Child.Life(ctx)
 }
 
 // logEvent writes the events an operator wants to read.
@@ -551,6 +551,8 @@ func (s *Supervisor) logEvent(e events.Event) {
 		s.log.Error((&lifecycle.GiveUpError{Actor: e.Actor, Restarts: e.Restarts, Window: e.Window, Last: e.Last}).Error())
 	case events.Started:
 		s.log.Debug("actor running", "name", e.Actor, "pid", e.PID)
+	case events.Tampered:
+		s.log.Error("the pipeline's data was changed from outside it: values may be gone, the summary will say", "what", e.What, "op", e.Op, "by", e.By, "messages", e.Messages)
 	}
 }
 
@@ -559,6 +561,10 @@ func (s *Supervisor) logEvent(e events.Event) {
 // writes what is left.
 func (s *Supervisor) persist(ctx context.Context, exits *exitQueue) error {
 	write := func(e events.Event) {
+		if t, ok := e.(events.Tampered); ok {
+			s.recordTampered(t)
+			return
+		}
 		var exit events.Exit
 		switch e := e.(type) {
 		case events.Exited:
@@ -605,7 +611,24 @@ func (s *Supervisor) persist(ctx context.Context, exits *exitQueue) error {
 	}
 }
 
-// exitQueue holds the exits not yet persisted: the bus never waits on
+// recordTampered adds t to the supervisor's state, where the summary and
+// /status find it (in this run and every later one).
+func (s *Supervisor) recordTampered(t events.Tampered) {
+	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.updateSup(wctx, func(st *supState) {
+		st.TamperedTotal++
+		st.Tampered = append(st.Tampered, t)
+		if n := len(st.Tampered); n > maxTampered {
+			st.Tampered = slices.Clone(st.Tampered[n-maxTampered:])
+		}
+	})
+	if err != nil {
+		s.log.Error("could not record a tampering in the supervisor's state", "tampering", t.String(), "error", err)
+	}
+}
+
+// exitQueue holds the exits (and tamperings) not yet persisted: the bus never waits on
 // the state bucket, and no exit is dropped.
 type exitQueue struct {
 	mu   sync.Mutex
@@ -615,7 +638,7 @@ type exitQueue struct {
 
 func (q *exitQueue) on(e events.Event) {
 	switch e.(type) {
-	case events.Exited, events.GaveUp:
+	case events.Exited, events.GaveUp, events.Tampered:
 		q.mu.Lock()
 		q.list = append(q.list, e)
 		q.mu.Unlock()
