@@ -84,7 +84,7 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		evClients  = fs.Int("http-event-clients", 16, "at most `N` open dashboard event streams")
 		drain      = fs.Duration("drain-timeout", def.DrainTimeout, "how long a stop waits for in-flight work")
 		sumTimeout = fs.Duration("summary-timeout", def.SummaryTimeout, "how long the summary may take to read the books; past it a partial summary says why")
-		startOver  = fs.Bool("start-over", false, "delete the pipeline's streams, dead letters and state first, and begin again (after a start refused because data was removed)")
+		startOver  = fs.Bool("start-over", false, "when a start is refused because data was removed from outside the pipeline: delete the pipeline's streams, dead letters and state, and begin again (otherwise it does nothing)")
 		maxRest    = fs.Int("max-restarts", def.Policy.Intensity, "give up when an actor restarts more than `N` times …")
 		window     = fs.Duration("restart-window", def.Policy.Window, "… within this window")
 		maxDelay   = fs.Duration("restart-max-delay", def.Policy.Max, "cap on the restart backoff")

@@ -27,10 +27,12 @@ var ErrDataLost = errors.New("the pipeline's data was removed from outside it")
 const bucketStream = "KV_" + protocol.StateBucket
 
 // checkData runs before the streams are made: it refuses a data dir (or
-// server) whose state bucket is gone while its streams hold data, or
-// whose streams were deleted (and perhaps made again) since the
-// supervisor last saw them. With --start-over it deletes the pipeline's
-// streams and bucket instead, so that everything begins again.
+// server) whose state bucket is gone while its streams hold data, whose
+// streams were deleted (and perhaps made again) since the supervisor last
+// saw them, or where an actor's state was removed. With --start-over it
+// deletes the pipeline's streams and bucket instead, so that everything
+// begins again: only then, never on a data dir that nothing was removed
+// from (a --start-over left in a script does no harm).
 func (s *Supervisor) checkData(ctx context.Context, js jetstream.JetStream) error {
 	infos := map[string]*jetstream.StreamInfo{}
 	for _, name := range s.topo().Names() {
@@ -47,15 +49,30 @@ func (s *Supervisor) checkData(ctx context.Context, js jetstream.JetStream) erro
 		}
 		infos[name] = info
 	}
-	if s.cfg.StartOver {
-		for name, info := range infos {
-			if err := js.DeleteStream(ctx, name); err != nil {
-				return fmt.Errorf("start over: delete stream %s: %w", name, err)
-			}
-			s.log.Warn("starting over: deleted", "stream", name, "messages", info.State.Msgs)
+	lost := s.lostData(ctx, js, infos)
+	if lost == nil || !errors.Is(lost, ErrDataLost) {
+		if lost == nil && s.cfg.StartOver {
+			s.log.Warn("--start-over: nothing was removed, nothing deleted: the run goes on from where it stands")
 		}
-		return nil
+		return lost
 	}
+	if !s.cfg.StartOver {
+		return lost
+	}
+	s.log.Warn("starting over", "because", lost.Error())
+	for name, info := range infos {
+		if err := js.DeleteStream(ctx, name); err != nil {
+			return fmt.Errorf("start over: delete stream %s: %w", name, err)
+		}
+		s.log.Warn("starting over: deleted", "stream", name, "messages", info.State.Msgs)
+	}
+	return nil
+}
+
+// lostData is ErrDataLost, saying what and what to do, when the state
+// bucket is gone while streams hold data, a stream was deleted or made
+// again, or an actor's state was removed.
+func (s *Supervisor) lostData(ctx context.Context, js jetstream.JetStream, infos map[string]*jetstream.StreamInfo) error {
 	const how = "start over with --start-over (it deletes the pipeline's streams and state), or restore the data dir from a backup"
 	var held []string // streams that have held messages
 	for _, name := range s.topo().Names() {
@@ -89,6 +106,14 @@ func (s *Supervisor) checkData(ctx context.Context, js jetstream.JetStream) erro
 	if len(gone) > 0 {
 		return fmt.Errorf("%w: %s: its values are gone, and the actors' marks refer to its old sequences: %s", ErrDataLost, strings.Join(gone, "; "), how)
 	}
+	if infos[bucketStream] == nil {
+		return nil
+	}
+	for _, a := range s.reg.All() {
+		if err := stateLost(ctx, js, a, sup.Started[a.Name]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -107,22 +132,33 @@ func (s *Supervisor) recordStreams(ctx context.Context, js jetstream.JetStream, 
 }
 
 // checkState runs before each life of an actor: it refuses to start one
-// whose state was deleted or purged (a marker is left in the bucket) or
-// is unreadable, rather than let it begin afresh and take every value
-// again.
+// whose state was removed (a delete or purge marker, or no key at all for
+// an actor that has run) or is unreadable, rather than let it begin
+// afresh and take every value again.
 func (s *Supervisor) checkState(ctx context.Context, a registry.Actor) error {
-	st, err := s.js.Stream(ctx, bucketStream)
+	s.mu.Lock()
+	ran := s.sup.Started[a.Name]
+	s.mu.Unlock()
+	return stateLost(ctx, s.js, a, ran)
+}
+
+func stateLost(ctx context.Context, js jetstream.JetStream, a registry.Actor, ran bool) error {
+	st, err := js.Stream(ctx, bucketStream)
 	if err != nil {
 		return fmt.Errorf("state bucket: %w", err)
 	}
+	const how = "restore the data dir from a backup, or start over with --start-over"
 	m, err := st.GetLastMsgForSubject(ctx, "$KV."+protocol.StateBucket+"."+a.StateKey)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		if ran {
+			return fmt.Errorf("%w: the %s's state (key %s) is gone although it has run: started afresh it would take every value again: %s",
+				ErrDataLost, a.Name, a.StateKey, how)
+		}
 		return nil // never saved: a first start
 	}
 	if err != nil {
 		return fmt.Errorf("state of %s: %w", a.Name, err)
 	}
-	const how = "restore the data dir from a backup, or start over with --start-over"
 	if op := m.Header.Get("KV-Operation"); op != "" {
 		return fmt.Errorf("%w: the %s's state (key %s) was deleted (%s) at %s: started afresh it would take every value again: %s",
 			ErrDataLost, a.Name, a.StateKey, op, m.Time.UTC().Format(time.RFC3339), how)

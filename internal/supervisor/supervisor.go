@@ -47,6 +47,9 @@ type supState struct {
 	// Streams: when each of the pipeline's streams was made, as the
 	// supervisor last saw them (checkData).
 	Streams map[string]time.Time `json:"streams,omitempty"`
+	// Started: the actors that have run (and so saved a state): a state
+	// key of theirs that is missing was removed.
+	Started map[string]bool `json:"started,omitempty"`
 }
 
 // maxTampered bounds the tamperings the supervisor's state keeps.
@@ -287,7 +290,11 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 		// Started before any actor: a tampering from the first moment on
 		// is seen. Without it, tampering is found at the end of the run
 		// only: the run goes on.
-		w := &tamper.Watcher{NC: nc, KV: s.kv, Streams: s.topo().Names(), Emit: s.bus.Emit}
+		var consumers []string
+		for _, in := range s.reg.Inputs() {
+			consumers = append(consumers, in.Stream+"/"+in.Consumer)
+		}
+		w := &tamper.Watcher{NC: nc, KV: s.kv, Streams: s.topo().Names(), Consumers: consumers, Emit: s.bus.Emit}
 		wctx, stop := context.WithCancel(context.Background())
 		if err := w.Start(wctx); err != nil {
 			s.log.Error("cannot watch for tampering", "error", err)
@@ -561,8 +568,12 @@ func (s *Supervisor) logEvent(e events.Event) {
 // writes what is left.
 func (s *Supervisor) persist(ctx context.Context, exits *exitQueue) error {
 	write := func(e events.Event) {
-		if t, ok := e.(events.Tampered); ok {
-			s.recordTampered(t)
+		switch e := e.(type) {
+		case events.Tampered:
+			s.recordTampered(e)
+			return
+		case events.Started:
+			s.recordStarted(e.Actor)
 			return
 		}
 		var exit events.Exit
@@ -628,7 +639,27 @@ func (s *Supervisor) recordTampered(t events.Tampered) {
 	}
 }
 
-// exitQueue holds the exits (and tamperings) not yet persisted: the bus never waits on
+// recordStarted notes, once, that the actor has run.
+func (s *Supervisor) recordStarted(name string) {
+	s.mu.Lock()
+	known := s.sup.Started[name]
+	s.mu.Unlock()
+	if known {
+		return
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.updateSup(wctx, func(st *supState) {
+		if st.Started == nil {
+			st.Started = map[string]bool{}
+		}
+		st.Started[name] = true
+	}); err != nil {
+		s.log.Warn("could not note that the actor has run", "actor", name, "error", err)
+	}
+}
+
+// exitQueue holds the exits (and tamperings, first starts) not yet persisted: the bus never waits on
 // the state bucket, and no exit is dropped.
 type exitQueue struct {
 	mu   sync.Mutex
@@ -638,7 +669,7 @@ type exitQueue struct {
 
 func (q *exitQueue) on(e events.Event) {
 	switch e.(type) {
-	case events.Exited, events.GaveUp, events.Tampered:
+	case events.Exited, events.GaveUp, events.Tampered, events.Started:
 		q.mu.Lock()
 		q.list = append(q.list, e)
 		q.mu.Unlock()

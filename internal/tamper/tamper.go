@@ -39,8 +39,12 @@ type Watcher struct {
 	// update or consumer deletion is tampering (the state bucket's stream
 	// among them).
 	Streams []string
-	Emit    func(events.Event)
-	Now     func() time.Time // nil: time.Now
+	// Consumers are the pipeline's own consumers ("STREAM/CONSUMER"):
+	// deleting one of them is tampering; deleting another (the nats CLI
+	// deletes the ones it made to read a stream) is not.
+	Consumers []string
+	Emit      func(events.Event)
+	Now       func() time.Time // nil: time.Now
 
 	sub *nats.Subscription
 	kw  jetstream.KeyWatcher
@@ -150,6 +154,9 @@ func (w *Watcher) Audit(data []byte) (events.Tampered, bool) {
 	case len(tok) == 4 && tok[0] == "CONSUMER" && tok[1] == "DELETE":
 		t.Op, stream = events.OpConsumerDeleted, tok[2]
 		t.What = tok[2] + "/" + tok[3]
+		if !slices.Contains(w.Consumers, t.What) {
+			return events.Tampered{}, false
+		}
 	default:
 		return events.Tampered{}, false
 	}
@@ -172,7 +179,20 @@ func (w *Watcher) Audit(data []byte) (events.Tampered, bool) {
 			t.By += fmt.Sprintf(" (connection %q)", c.Name)
 		}
 	}
+	// An advisory can be forged by whoever may publish on its subject (the
+	// admin): what it says is kept bounded.
+	t.By = cut(t.By)
 	return t, true
+}
+
+// maxText bounds the text a tampering keeps of an advisory.
+const maxText = 200
+
+func cut(s string) string {
+	if len(s) <= maxText {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxText], "") + "…"
 }
 
 // own: the call came on the supervisor's connection.

@@ -2,6 +2,7 @@ package tamper_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,7 +61,7 @@ func TestWatcher(t *testing.T) {
 	}
 
 	got := make(chan events.Tampered, 16)
-	w := &tamper.Watcher{NC: supNC, KV: kv, Streams: []string{"NUMBERS", "KV_state"}, Emit: func(e events.Event) { got <- e.(events.Tampered) }}
+	w := &tamper.Watcher{NC: supNC, KV: kv, Streams: []string{"NUMBERS", "KV_state"}, Consumers: []string{"NUMBERS/c"}, Emit: func(e events.Event) { got <- e.(events.Tampered) }}
 	wctx, stop := context.WithCancel(ctx)
 	if err := w.Start(wctx); err != nil {
 		t.Fatal(err)
@@ -124,6 +125,13 @@ func TestWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(events.OpConsumerDeleted, "NUMBERS/c", 0)
+	if _, err := other.CreateConsumer(ctx, "NUMBERS", jetstream.ConsumerConfig{Durable: "reader"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.DeleteConsumer(ctx, "NUMBERS", "reader"); err != nil {
+		t.Fatal(err)
+	}
+	quiet("a consumer not the pipeline's deleted (the nats CLI's own)")
 	if ost, err := other.Stream(ctx, "OTHER"); err != nil {
 		t.Fatal(err)
 	} else if err := ost.Purge(ctx); err != nil {
@@ -176,6 +184,11 @@ func TestAuditRefusesWhatIsNoAudit(t *testing.T) {
 	e, ok := w.Audit([]byte(`{"type":"io.nats.jetstream.advisory.v1.api_audit","client":{"user":"admin","name":"n"},"subject":"$JS.API.STREAM.PURGE.NUMBERS","response":"{\"success\":true,\"purged\":7}"}`))
 	if !ok || e.Op != events.OpPurged || e.Messages != 7 || e.By != `admin (connection "n")` {
 		t.Errorf("a purge: %+v, %v", e, ok)
+	}
+	long := strings.Repeat("x", 1<<20)
+	e, ok = w.Audit([]byte(`{"type":"io.nats.jetstream.advisory.v1.api_audit","client":{"user":"` + long + `"},"subject":"$JS.API.STREAM.PURGE.NUMBERS","response":"{}"}`))
+	if !ok || len(e.By) > 300 {
+		t.Errorf("a forged advisory with a 1 MB user: kept %d bytes", len(e.By))
 	}
 }
 
