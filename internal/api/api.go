@@ -42,6 +42,9 @@ type StatusReport struct {
 	// Tampered: what was done to the pipeline's data from outside it, as
 	// the supervisor saw it (all runs of the data dir, the last 100).
 	Tampered []events.Tampered `json:"tampered,omitempty"`
+	// StorageFull: the NATS store takes no writes, since when and why;
+	// restarts wait. Absent while it takes writes.
+	StorageFull *events.StorageFull `json:"storage_full,omitempty"`
 }
 
 // ActorReport is one actor in a StatusReport.
@@ -256,6 +259,7 @@ var (
 	descDLQ       = prometheus.NewDesc("robust_dlq_messages", "Messages in the dead-letter stream now.", nil, nil)
 	descDead      = prometheus.NewDesc("robust_dead_letters_total", "Messages dead-lettered while this supervisor ran.", nil, nil)
 	descTampered  = prometheus.NewDesc("robust_tampered_total", "Changes to the pipeline's data from outside it (purges, deletions, unreadable states) seen while this supervisor ran.", nil, nil)
+	descFull      = prometheus.NewDesc("robust_storage_full", "1 while the embedded NATS server's store takes no writes (its disk is full): restarts wait.", nil, nil)
 	descBuild     = prometheus.NewDesc("robust_build_info", "The supervisor's build: always 1.", []string{"version", "revision", "goversion"}, nil)
 )
 
@@ -273,7 +277,7 @@ func (c collector) registryDescs() map[string]*prometheus.Desc {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descRestarts, descProcessed, descQueue, descDLQ, descDead, descTampered, descBuild} {
+	for _, d := range []*prometheus.Desc{descUp, descRestarts, descProcessed, descQueue, descDLQ, descDead, descTampered, descFull, descBuild} {
 		ch <- d
 	}
 	for _, d := range c.registryDescs() {
@@ -289,6 +293,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, b.Version, b.Revision, b.GoVersion)
 	ch <- prometheus.MustNewConstMetric(descDead, prometheus.CounterValue, float64(c.s.deadLettered.Load()))
 	ch <- prometheus.MustNewConstMetric(descTampered, prometheus.CounterValue, float64(c.s.tampered.Load()))
+	full := 0.0
+	if rep.StorageFull != nil {
+		full = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descFull, prometheus.GaugeValue, full)
 	descs := c.registryDescs()
 	for _, a := range rep.Actors {
 		up := 0.0

@@ -85,6 +85,9 @@ type Exited struct {
 	Exit    Exit          `json:"exit"`
 	Restart uint64        `json:"restart"`
 	Delay   time.Duration `json:"delay"`
+	// Held: restarts are paused (the store is full): the next life waits
+	// for them to resume, and this exit does not count against the policy.
+	Held bool `json:"held,omitempty"`
 }
 
 // GaveUp: the actor restarted more often than the restart policy allows
@@ -120,6 +123,9 @@ type Replayed struct {
 }
 
 func (e Exited) String() string {
+	if e.Held {
+		return fmt.Sprintf("%s exited: %s, restart #%d when the store takes writes again", e.Actor, e.Exit, e.Restart)
+	}
 	return fmt.Sprintf("%s exited: %s, restart #%d in %s", e.Actor, e.Exit, e.Restart, e.Delay.Round(time.Millisecond))
 }
 

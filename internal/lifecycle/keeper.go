@@ -69,6 +69,11 @@ type Keeper struct {
 	Clock  Clock              // nil: RealClock
 	Emit   func(events.Event) // nil: events are dropped
 	Child  Child
+	// Hold, when closed, pauses starts: each life waits for it to open,
+	// and an exit while it is closed is not counted against the policy
+	// (its cause is outside the child) and takes no backoff. nil: never
+	// held.
+	Hold *Gate
 }
 
 // Serve keeps the child running. It returns nil once ctx is done and the
@@ -87,6 +92,10 @@ func (k *Keeper) Serve(ctx context.Context) error {
 	var restarts uint64
 	startFails := 0 // failed starts in a row
 	for {
+		if k.Hold.Wait(ctx) != nil {
+			emit(events.Stopped{Base: base()})
+			return nil
+		}
 		started := clock.Now()
 		emit(events.Starting{Base: base()})
 		err := k.Child.Life(ctx)
@@ -100,6 +109,11 @@ func (k *Keeper) Serve(ctx context.Context) error {
 			if err == nil {
 				exit.Exit = events.Exit{Cause: events.CauseExited}
 			}
+		}
+		if k.Hold.Held() {
+			restarts++
+			emit(events.Exited{Base: base(), PID: exit.PID, Exit: exit.Exit, Restart: restarts, Held: true})
+			continue // the loop waits for the gate
 		}
 		delay, giveUp := tracker.Failed(started, clock.Now())
 		if exit.Exit.Cause == events.CauseStartFailed {

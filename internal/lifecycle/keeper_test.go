@@ -138,3 +138,66 @@ func TestKeeperGivesUpOnStartFailures(t *testing.T) {
 		t.Fatalf("%d lives, want 4 (3 failed starts in a row allowed)", child.lives)
 	}
 }
+
+// While the gate is held (the store is full), exits do not count against
+// the policy and no life starts; once it opens, the child starts again.
+func TestKeeperWaitsForTheGate(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	var gate Gate
+	lives := make(chan int, 100)
+	n := 0
+	child := childFunc(func(ctx context.Context) error {
+		n++
+		if n == 1 {
+			gate.Hold() // the disk fills during the first life
+		}
+		lives <- n
+		if n == 3 {
+			<-ctx.Done()
+			return nil
+		}
+		return &ExitError{Exit: events.Exit{Cause: events.CauseError, Detail: "no space left on device"}}
+	})
+	var mu sync.Mutex
+	var held []events.Exited
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &Keeper{Name: "worker", Clock: clock, Child: child, Hold: &gate,
+		Policy: Policy{Base: time.Second, Max: time.Second, StableAfter: time.Minute, Intensity: 1, Window: time.Hour},
+		Emit: func(e events.Event) {
+			if x, ok := e.(events.Exited); ok {
+				mu.Lock()
+				held = append(held, x)
+				mu.Unlock()
+			}
+		}}
+	done := make(chan error, 1)
+	go func() { done <- k.Serve(ctx) }()
+	<-lives // the first life was running when the gate closed; it ends
+	select {
+	case l := <-lives:
+		t.Fatalf("life %d started while the gate was held", l)
+	case err := <-done:
+		t.Fatalf("Serve returned %v while held", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	gate.Release()
+	if l := <-lives; l != 2 {
+		t.Fatalf("life %d after the gate opened, want 2", l)
+	}
+	// Life 2's exit, with the gate open, counts: intensity 1 allows it.
+	if l := <-lives; l != 3 {
+		t.Fatalf("life %d, want 3", l)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve = %v, want nil on stop", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(held) != 2 || !held[0].Held || held[1].Held {
+		t.Fatalf("exits %+v: want the first held, the second not", held)
+	}
+	if len(clock.waited) != 1 {
+		t.Fatalf("waited %v: a held exit takes no backoff, the second one does", clock.waited)
+	}
+}

@@ -40,6 +40,11 @@ type ServerConfig struct {
 	Monitor string
 	// TLSCert and TLSKey are PEM files: the client port speaks TLS.
 	TLSCert, TLSKey string
+	// NoSpace, if set, hears of every write the server's store failed for
+	// lack of space (ENOSPC, EDQUOT): such a stream takes no write again
+	// until JetStream restarts (RestartJetStream). Called on the server's
+	// goroutines: it must not block.
+	NoSpace func(error)
 }
 
 // Server errors.
@@ -121,7 +126,7 @@ func RunServer(c ServerConfig) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
 	}
-	log := &serverLog{l: c.Log}
+	log := &serverLog{l: c.Log, noSpace: c.NoSpace}
 	if log.l == nil {
 		log.l = slog.New(slog.DiscardHandler)
 	}
@@ -204,9 +209,24 @@ func checkStoreDir(dir string) error {
 // error, to say why it did not start. Notices go to debug: an operator
 // wants the pipeline's story, not the server's banner.
 type serverLog struct {
-	l    *slog.Logger
-	mu   sync.Mutex
-	last string
+	l       *slog.Logger
+	noSpace func(error)
+	mu      sync.Mutex
+	last    string
+}
+
+// spaceErr: an argument of a server log line that is a write failed for
+// lack of space (the server logs the error value itself).
+func (n *serverLog) spaceErr(v []any) {
+	if n.noSpace == nil {
+		return
+	}
+	for _, a := range v {
+		if err, ok := a.(error); ok && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) {
+			n.noSpace(err)
+			return
+		}
+	}
 }
 
 func (n *serverLog) keep(s string) string {
@@ -223,8 +243,36 @@ func (n *serverLog) lastError() string {
 }
 
 func (n *serverLog) Noticef(f string, v ...any) { n.l.Debug(strings.TrimSpace(fmt.Sprintf(f, v...))) }
-func (n *serverLog) Warnf(f string, v ...any)   { n.l.Warn(fmt.Sprintf(f, v...)) }
+func (n *serverLog) Warnf(f string, v ...any)   { n.spaceErr(v); n.l.Warn(fmt.Sprintf(f, v...)) }
 func (n *serverLog) Fatalf(f string, v ...any)  { n.l.Error(n.keep(fmt.Sprintf(f, v...))) }
-func (n *serverLog) Errorf(f string, v ...any)  { n.l.Error(n.keep(fmt.Sprintf(f, v...))) }
-func (n *serverLog) Debugf(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
-func (n *serverLog) Tracef(f string, v ...any)  { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n *serverLog) Errorf(f string, v ...any) {
+	n.spaceErr(v)
+	n.l.Error(n.keep(fmt.Sprintf(f, v...)))
+}
+func (n *serverLog) Debugf(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
+func (n *serverLog) Tracef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
+
+// RestartJetStream stops and starts the server's JetStream with the
+// configuration it had: its streams are loaded again from the store,
+// without the write error a full disk left them with (a stream that
+// failed a write takes none until then). Clients stay connected; their
+// requests in flight fail.
+func RestartJetStream(ns *server.Server) error {
+	c := ns.JetStreamConfig()
+	if c == nil {
+		return errors.New("restart JetStream: it is not running")
+	}
+	cfg := *c
+	// The running config names the store's jetstream directory; Enable
+	// takes the directory above it, as the options give it.
+	if filepath.Base(cfg.StoreDir) == server.JetStreamStoreDir {
+		cfg.StoreDir = filepath.Dir(cfg.StoreDir)
+	}
+	if err := ns.ShutdownJetStream(); err != nil {
+		return fmt.Errorf("restart JetStream: stop: %w", err)
+	}
+	if err := ns.EnableJetStream(&cfg); err != nil {
+		return fmt.Errorf("restart JetStream: start: %w", err)
+	}
+	return nil
+}

@@ -34,10 +34,14 @@ func readPEM(flag, path string) (string, error) {
 	return string(b), nil
 }
 
+// storeDir is the embedded server's JetStream store.
+func (s *Supervisor) storeDir() string { return filepath.Join(s.cfg.DataDir, "jetstream") }
+
 // embed starts the embedded server with authentication: the data dir's
 // credentials (generated on first start), the accounts and users derived
 // from the registry, and the nats CLI contexts for people.
-func (s *Supervisor) embed() (*server.Server, access, error) {
+// noSpace hears of the store's writes that failed for lack of space.
+func (s *Supervisor) embed(noSpace func(error)) (*server.Server, access, error) {
 	keys, err := auth.Open(s.cfg.DataDir, s.reg.Names())
 	if err != nil {
 		return nil, access{}, err
@@ -46,7 +50,7 @@ func (s *Supervisor) embed() (*server.Server, access, error) {
 	if err != nil {
 		return nil, access{}, err
 	}
-	store := filepath.Join(s.cfg.DataDir, "jetstream")
+	store := s.storeDir()
 	ns, err := natsx.RunServer(natsx.ServerConfig{
 		Listen:   s.cfg.NATSListen,
 		StoreDir: store,
@@ -56,6 +60,7 @@ func (s *Supervisor) embed() (*server.Server, access, error) {
 		Monitor:  s.cfg.NATSMonitor,
 		TLSCert:  s.cfg.NATSCert,
 		TLSKey:   s.cfg.NATSKey,
+		NoSpace:  noSpace,
 	})
 	if err != nil {
 		return nil, access{}, err

@@ -69,6 +69,7 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		dlqBytes   = fs.Int64("dlq-max-bytes", def.DLQ.MaxBytes, "… at most `bytes`")
 		dlqAge     = fs.Duration("dlq-max-age", def.DLQ.MaxAge, "… none older than this")
 		dataDir    = fs.String("data-dir", "./data", "`dir` for JetStream's files")
+		diskFree   = fs.Uint64("disk-min-free", def.DiskMinFree, "the embedded server's store is full below this many free `bytes`: restarts wait until space is back")
 		listen     = fs.String("nats-listen", "127.0.0.1:4222", "`host:port` of the embedded NATS server")
 		natsURL    = fs.String("nats-url", "", "use the NATS server at `url` instead of embedding one")
 		natsCreds  = fs.String("nats-creds", "", "with --nats-url: the supervisor's credentials `file` (.creds, or an nkey seed)")
@@ -193,6 +194,7 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		DrainTimeout:                *drain,
 		SummaryTimeout:              *sumTimeout,
 		StartOver:                   *startOver,
+		DiskMinFree:                 *diskFree,
 		Policy:                      lifecycle.Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
 		Log:                         log,
 		LogLevel:                    strings.ToLower(level.String()),

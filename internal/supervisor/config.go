@@ -19,6 +19,11 @@ import (
 	"github.com/robust/robust/pkg/protocol"
 )
 
+// DefaultDiskMinFree is the free space below which the store is full: a
+// state write may take up to the server's 1 MiB payload, and the store
+// writes in blocks of a few MiB.
+const DefaultDiskMinFree = 16 << 20
+
 // Config is the supervisor's configuration. Zero fields get defaults:
 //
 //	DataDir:      ./data
@@ -30,6 +35,7 @@ import (
 //	Showstopper:  3
 //	DrainTimeout: 10s
 //	SummaryTimeout: 30s
+//	DiskMinFree:  16 MiB (the embedded server's store)
 //	Faults:       "" (none) — the command line's default is "lesson"
 //	StallAfter:   5s (an actor whose loop stands still this long is hung)
 //	PingEvery:    250ms, PingTimeout: 2s
@@ -79,6 +85,10 @@ type Config struct {
 	// StartOver deletes the pipeline's streams and state bucket before
 	// the run, so that everything begins again (after ErrDataLost).
 	StartOver bool
+	// DiskMinFree: with the embedded server, below this many free bytes on
+	// the store's file system (or after a write failed for lack of space)
+	// restarts wait, and JetStream is restarted once space is back.
+	DiskMinFree uint64
 
 	DrainTimeout time.Duration
 	// SummaryTimeout bounds reading the books at the end: past it a
@@ -140,6 +150,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SummaryTimeout <= 0 {
 		c.SummaryTimeout = 30 * time.Second
+	}
+	if c.DiskMinFree == 0 {
+		c.DiskMinFree = DefaultDiskMinFree
 	}
 	if c.StallAfter <= 0 {
 		c.StallAfter = 5 * time.Second

@@ -43,6 +43,10 @@ func (s *Supervisor) Report(ctx context.Context) (StatusReport, error) {
 	}
 	js := s.js
 	r.Tampered = slices.Clone(s.sup.Tampered)
+	if s.disk != nil {
+		full := *s.disk
+		r.StorageFull = &full
+	}
 	s.mu.Unlock()
 	for _, st := range s.tab.all() {
 		a, _ := s.reg.Get(st.Name)

@@ -28,6 +28,7 @@ import (
 	"github.com/robust/robust/internal/lifecycle"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/registry"
+	"github.com/robust/robust/internal/storage"
 	"github.com/robust/robust/internal/tamper"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -88,9 +89,11 @@ type Supervisor struct {
 	sup supState
 
 	api    *api.Server
-	reaper *lifecycle.Reaper // nil: none
-	acc    access            // how the supervisor and the actors connect
-	sums   map[string][]byte // each actor binary's SHA-256, taken at start
+	gate   lifecycle.Gate      // held while the store is full: no actor starts
+	disk   *events.StorageFull // the store is full since; nil: it takes writes
+	reaper *lifecycle.Reaper   // nil: none
+	acc    access              // how the supervisor and the actors connect
+	sums   map[string][]byte   // each actor binary's SHA-256, taken at start
 }
 
 // New checks cfg and returns a Supervisor.
@@ -106,6 +109,7 @@ func New(cfg Config) (*Supervisor, error) {
 	s.tab = newTable(s.reg)
 	s.bus.Subscribe(s.tab.on)
 	s.bus.Subscribe(s.logEvent)
+	s.bus.Subscribe(s.onStorage)
 	s.api = api.New(s, s.reg, api.Access{Hosts: cfg.HTTPHosts, EventClients: cfg.HTTPEventClients})
 	s.bus.Subscribe(s.api.On)
 	return s, nil
@@ -162,13 +166,16 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	s.sums = sums
 	url := s.cfg.NATSURL
 	var acc access
+	var disk *storage.Watcher // nil: a server of someone else's
 	if url == "" {
 		lock, err := lockDataDir(s.cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}
 		defer lock.Close()
-		ns, a, err := s.embed()
+		disk = storage.New(storage.Watcher{Dir: s.storeDir(), MinFree: s.cfg.DiskMinFree, Emit: s.bus.Emit,
+			Failed: func(err error) { s.log.Error("the store is still full", "error", err) }})
+		ns, a, err := s.embed(disk.NoSpace)
 		if err != nil {
 			return nil, err
 		}
@@ -176,6 +183,7 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 			ns.Shutdown()
 			ns.WaitForShutdown()
 		}()
+		disk.Restart = func() error { return natsx.RestartJetStream(ns) }
 		url, acc = ns.ClientURL(), a
 	} else {
 		var err error
@@ -285,6 +293,10 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	{
 		wctx, stop := context.WithCancel(context.Background())
 		g.Add(func() error { s.watchDLQ(wctx); return nil }, func(error) { stop() })
+	}
+	if disk != nil {
+		wctx, stop := context.WithCancel(context.Background())
+		g.Add(func() error { disk.Run(wctx); return nil }, func(error) { stop() })
 	}
 	{
 		// Started before any actor: a tampering from the first moment on
@@ -542,7 +554,7 @@ func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string)
 		PingTimeout: s.cfg.PingTimeout,
 	}
 	child := guarded{Child: p, before: s.beforeLife(a)}
-	return &lifecycle.Keeper{Name: a.Name, Policy: s.cfg.Policy, Emit: s.bus.Emit, Child: child}
+	return &lifecycle.Keeper{Name: a.Name, Policy: s.cfg.Policy, Emit: s.bus.Emit, Child: child, Hold: &s.gate}
 }
 
 func (s *Supervisor) topo() natsx.Topology {
@@ -558,8 +570,28 @@ func (s *Supervisor) logEvent(e events.Event) {
 		s.log.Error((&lifecycle.GiveUpError{Actor: e.Actor, Restarts: e.Restarts, Window: e.Window, Last: e.Last}).Error())
 	case events.Started:
 		s.log.Debug("actor running", "name", e.Actor, "pid", e.PID)
+	case events.StorageFull:
+		s.log.Error("the NATS store is full: nothing can be written; restarts wait until space is back (free some, or grow the disk)", "why", e.Why, "free_bytes", e.Free, "dir", s.storeDir(), "min_free", s.cfg.DiskMinFree)
+	case events.StorageBack:
+		s.log.Warn("the NATS store takes writes again: restarts resume", "free_bytes", e.Free, "jetstream_restarted", e.Restarted)
 	case events.Tampered:
 		s.log.Error("the pipeline's data was changed from outside it: values may be gone, the summary will say", "what", e.What, "op", e.Op, "by", e.By, "messages", e.Messages)
+	}
+}
+
+// onStorage holds restarts while the store is full.
+func (s *Supervisor) onStorage(e events.Event) {
+	switch e := e.(type) {
+	case events.StorageFull:
+		s.gate.Hold()
+		s.mu.Lock()
+		s.disk = &e
+		s.mu.Unlock()
+	case events.StorageBack:
+		s.mu.Lock()
+		s.disk = nil
+		s.mu.Unlock()
+		s.gate.Release()
 	}
 }
 

@@ -1,0 +1,98 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/robust/robust/internal/events"
+	"github.com/robust/robust/internal/storage"
+)
+
+// tickClock ticks when the test says.
+type tickClock struct{ tick chan time.Time }
+
+func (c tickClock) Now() time.Time                       { return time.Unix(1000, 0) }
+func (c tickClock) After(time.Duration) <-chan time.Time { return c.tick }
+
+func TestWatcher(t *testing.T) {
+	var free atomic.Uint64
+	free.Store(100 << 20)
+	var restarts atomic.Int32
+	failRestart := atomic.Bool{}
+	evs := make(chan events.Event, 10)
+	clock := tickClock{tick: make(chan time.Time)}
+	w := storage.New(storage.Watcher{Dir: "/store", MinFree: 16 << 20, Clock: clock,
+		Free: func(string) (uint64, error) { return free.Load(), nil },
+		Restart: func() error {
+			restarts.Add(1)
+			if failRestart.Load() {
+				return errors.New("cannot")
+			}
+			return nil
+		},
+		Emit: func(e events.Event) { evs <- e }})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { w.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	tick := func() { clock.tick <- time.Unix(1000, 0) }
+	quiet := func(what string) {
+		t.Helper()
+		tick()
+		tick() // the first look is done once the second tick is taken
+		select {
+		case e := <-evs:
+			t.Fatalf("%s: %T %+v", what, e, e)
+		default:
+		}
+	}
+	next := func() events.Event {
+		t.Helper()
+		select {
+		case e := <-evs:
+			return e
+		case <-time.After(5 * time.Second):
+			t.Fatal("no event")
+			return nil
+		}
+	}
+	quiet("plenty of space")
+
+	// Free space below the floor: full; no restart when space is back,
+	// since no write failed.
+	free.Store(1 << 20)
+	tick()
+	if e, ok := next().(events.StorageFull); !ok || e.Free != 1<<20 {
+		t.Fatalf("want StorageFull with 1 MiB free, got %+v", e)
+	}
+	quiet("still full: said once")
+	free.Store(100 << 20)
+	tick()
+	if e, ok := next().(events.StorageBack); !ok || e.Restarted || restarts.Load() != 0 {
+		t.Fatalf("want StorageBack without a restart, got %+v (%d restarts)", e, restarts.Load())
+	}
+
+	// A write failed: full at once, whatever statfs says; space back (it
+	// is) at the next look: JetStream restarted. A restart that fails is
+	// tried again.
+	failRestart.Store(true)
+	w.NoSpace(syscall.ENOSPC)
+	if e, ok := next().(events.StorageFull); !ok || e.Why == "" {
+		t.Fatalf("want StorageFull for a failed write, got %+v", e)
+	}
+	quiet("the restart fails")
+	failRestart.Store(false)
+	tick()
+	if e, ok := next().(events.StorageBack); !ok || !e.Restarted {
+		t.Fatalf("want StorageBack with a restart, got %+v", e)
+	}
+	if n := restarts.Load(); n != 3 {
+		t.Fatalf("%d restarts tried, want 3 (two failed, one done)", n)
+	}
+	quiet("back")
+}
