@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/robust/robust/internal/natstest"
+	"github.com/robust/robust/internal/supervisor"
 )
 
 // The data dir's disk fills while the pipeline runs (a tmpfs, filled to
@@ -32,7 +33,12 @@ func TestDiskFull(t *testing.T) {
 
 	filler := natstest.Fill(t, mnt, 0)
 	restarts := func() (n uint64) {
-		r, _ := statusReport(t, base)
+		var r supervisor.StatusReport
+		waitFor(t, 10*time.Second, "/status", func() bool {
+			var ok bool
+			r, ok = statusReport(t, base)
+			return ok
+		})
 		for _, a := range r.Actors {
 			n += a.Restarts
 		}

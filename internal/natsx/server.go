@@ -42,7 +42,7 @@ type ServerConfig struct {
 	TLSCert, TLSKey string
 	// NoSpace, if set, hears of every write the server's store failed for
 	// lack of space (ENOSPC, EDQUOT): such a stream takes no write again
-	// until JetStream restarts (RestartJetStream). Called on the server's
+	// until JetStream restarts (JetStreamRestarter). Called on the server's
 	// goroutines: it must not block.
 	NoSpace func(error)
 }
@@ -252,15 +252,16 @@ func (n *serverLog) Errorf(f string, v ...any) {
 func (n *serverLog) Debugf(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
 func (n *serverLog) Tracef(f string, v ...any) { n.l.Debug(fmt.Sprintf(f, v...)) }
 
-// RestartJetStream stops and starts the server's JetStream with the
-// configuration it had: its streams are loaded again from the store,
-// without the write error a full disk left them with (a stream that
-// failed a write takes none until then). Clients stay connected; their
-// requests in flight fail.
-func RestartJetStream(ns *server.Server) error {
+// JetStreamRestarter returns what stops and starts the server's
+// JetStream with the configuration it has now: its streams are loaded
+// again from the store, without the write error a full disk left them
+// with (a stream that failed a write takes none until then). Clients stay
+// connected; their requests in flight fail. The configuration is taken
+// now, while JetStream runs: a start that failed can be tried again.
+func JetStreamRestarter(ns *server.Server) (func() error, error) {
 	c := ns.JetStreamConfig()
 	if c == nil {
-		return errors.New("restart JetStream: it is not running")
+		return nil, errors.New("JetStream is not running")
 	}
 	cfg := *c
 	// The running config names the store's jetstream directory; Enable
@@ -268,11 +269,16 @@ func RestartJetStream(ns *server.Server) error {
 	if filepath.Base(cfg.StoreDir) == server.JetStreamStoreDir {
 		cfg.StoreDir = filepath.Dir(cfg.StoreDir)
 	}
-	if err := ns.ShutdownJetStream(); err != nil {
-		return fmt.Errorf("restart JetStream: stop: %w", err)
-	}
-	if err := ns.EnableJetStream(&cfg); err != nil {
-		return fmt.Errorf("restart JetStream: start: %w", err)
-	}
-	return nil
+	return func() error {
+		if ns.JetStreamEnabled() {
+			if err := ns.ShutdownJetStream(); err != nil {
+				return fmt.Errorf("restart JetStream: stop: %w", err)
+			}
+		}
+		c := cfg // Enable may change what it is given
+		if err := ns.EnableJetStream(&c); err != nil {
+			return fmt.Errorf("restart JetStream: start: %w", err)
+		}
+		return nil
+	}, nil
 }

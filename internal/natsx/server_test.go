@@ -18,7 +18,7 @@ import (
 
 // A disk that fills: the server's failed write is heard (typed: ENOSPC),
 // the stream takes nothing more even once space is back, and
-// RestartJetStream brings it back with every acknowledged message, in an
+// a JetStreamRestarter brings it back with every acknowledged message, in an
 // account of a configuration file as the supervisor runs it.
 func TestRestartJetStreamAfterDiskFull(t *testing.T) {
 	dir := natstest.Tmpfs(t, 8<<20)
@@ -80,11 +80,15 @@ func TestRestartJetStreamAfterDiskFull(t *testing.T) {
 	if err := publish(); err == nil {
 		t.Fatal("the stream took a write after its failed one, before a restart: the restart is not needed?")
 	}
-	if err := natsx.RestartJetStream(ns); err != nil {
+	restart, err := natsx.JetStreamRestarter(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restart(); err != nil {
 		t.Fatal(err)
 	}
 	if err := publish(); err != nil {
-		t.Fatalf("after RestartJetStream: %v", err)
+		t.Fatalf("after the restart: %v", err)
 	}
 	acked++
 	info, err := st.Info(ctx)

@@ -62,11 +62,15 @@ func (w *Watcher) NoSpace(err error) {
 	}
 }
 
-// Free is the space left to an unprivileged writer on dir's file system.
+// Free is the space left to an unprivileged writer on dir's file system
+// (0 when it has no inode left). A quota is not seen.
 func Free(dir string) (uint64, error) {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return 0, fmt.Errorf("free space of %s: %w", dir, err)
+	}
+	if st.Files > 0 && st.Ffree == 0 {
+		return 0, nil // no inode left: no new file either
 	}
 	return st.Bavail * uint64(st.Bsize), nil
 }

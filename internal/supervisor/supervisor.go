@@ -174,7 +174,9 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 		}
 		defer lock.Close()
 		disk = storage.New(storage.Watcher{Dir: s.storeDir(), MinFree: s.cfg.DiskMinFree, Emit: s.bus.Emit,
-			Failed: func(err error) { s.log.Error("the store is still full", "error", err) }})
+			Failed: func(err error) {
+				s.log.Error("the NATS store: cannot read its free space or restart JetStream (tried again in a second)", "error", err)
+			}})
 		ns, a, err := s.embed(disk.NoSpace)
 		if err != nil {
 			return nil, err
@@ -183,7 +185,10 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 			ns.Shutdown()
 			ns.WaitForShutdown()
 		}()
-		disk.Restart = func() error { return natsx.RestartJetStream(ns) }
+		if disk.Restart, err = natsx.JetStreamRestarter(ns); err != nil {
+			ns.Shutdown()
+			return nil, err
+		}
 		url, acc = ns.ClientURL(), a
 	} else {
 		var err error
