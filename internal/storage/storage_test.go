@@ -23,14 +23,13 @@ func TestWatcher(t *testing.T) {
 	var free atomic.Uint64
 	free.Store(100 << 20)
 	var restarts atomic.Int32
-	failRestart := atomic.Bool{}
+	failFirst := int32(0) // restarts that fail, from the first
 	evs := make(chan events.Event, 10)
 	clock := tickClock{tick: make(chan time.Time)}
 	w := storage.New(storage.Watcher{Dir: "/store", MinFree: 16 << 20, Clock: clock,
 		Free: func(string) (uint64, error) { return free.Load(), nil },
 		Restart: func() error {
-			restarts.Add(1)
-			if failRestart.Load() {
+			if restarts.Add(1) <= failFirst {
 				return errors.New("cannot")
 			}
 			return nil
@@ -79,14 +78,13 @@ func TestWatcher(t *testing.T) {
 
 	// A write failed: full at once, whatever statfs says; space back (it
 	// is) at the next look: JetStream restarted. A restart that fails is
-	// tried again.
-	failRestart.Store(true)
+	// tried again. (Set before the watcher restarts anything: no race.)
+	failFirst = 2
 	w.NoSpace(syscall.ENOSPC)
 	if e, ok := next().(events.StorageFull); !ok || e.Why == "" {
 		t.Fatalf("want StorageFull for a failed write, got %+v", e)
 	}
 	quiet("the restart fails")
-	failRestart.Store(false)
 	tick()
 	if e, ok := next().(events.StorageBack); !ok || !e.Restarted {
 		t.Fatalf("want StorageBack with a restart, got %+v", e)
