@@ -37,7 +37,8 @@ image: build
 vet:
 	$(GO) vet ./...
 
-# Every decoder of wire input, one fuzz target each (seed corpora in each
+# Every decoder of wire input (and of what the data dir and the state
+# bucket hold), one fuzz target each (seed corpora in each
 # package's testdata/fuzz). CI runs each briefly: make fuzz FUZZTIME=3s.
 FUZZTIME ?= 30s
 fuzz:
@@ -47,6 +48,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzWorker$$' -fuzztime $(FUZZTIME) ./internal/actors/
 	$(GO) test -run '^$$' -fuzz '^FuzzDeadLetterOf$$' -fuzztime $(FUZZTIME) ./internal/ledger/
 	$(GO) test -run '^$$' -fuzz '^FuzzAudit$$' -fuzztime $(FUZZTIME) ./internal/tamper/
+	$(GO) test -run '^$$' -fuzz '^FuzzLogger$$' -fuzztime $(FUZZTIME) ./internal/actors/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCrashReport$$' -fuzztime $(FUZZTIME) ./pkg/protocol/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(FUZZTIME) ./internal/actor/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCreds$$' -fuzztime $(FUZZTIME) ./internal/natsx/
+	$(GO) test -run '^$$' -fuzz '^FuzzSecrets$$' -fuzztime $(FUZZTIME) ./internal/auth/
 
 clean:
 	rm -rf $(BIN) data

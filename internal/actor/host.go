@@ -139,7 +139,7 @@ func (h *Host) report(kind, msg string) {
 	if h.crash == nil {
 		return
 	}
-	b, _ := json.Marshal(protocol.CrashReport{Kind: kind, Message: msg})
+	b, _ := json.Marshal(protocol.CrashReport{Kind: kind, Message: protocol.CutCrashMessage(msg)})
 	_, _ = h.crash.Write(b)
 	_ = h.crash.Close()
 	h.crash = nil

@@ -121,10 +121,23 @@ func decodeOuts(b []byte) ([]Out, error) {
 	return outs, nil
 }
 
+// maxOutbox bounds an outbox unpacked: a batch of outputs (a value each,
+// or dead letters of at most MaxDeadBatch) is far smaller; a state that
+// claims more was written by someone else, and must not make the actor
+// allocate gigabytes (S2's header may claim up to 4 GiB).
+const maxOutbox = 32 << 20
+
 // unpack undoes pack.
 func (st *State[D]) unpack() error {
 	if st.OutboxS2 == nil {
 		return nil
+	}
+	n, err := s2.DecodedLen(st.OutboxS2)
+	if err == nil && n > maxOutbox {
+		err = fmt.Errorf("%d bytes unpacked, over %d: no actor wrote it", n, maxOutbox)
+	}
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
 	}
 	b, err := s2.Decode(nil, st.OutboxS2)
 	if err != nil {
@@ -205,13 +218,24 @@ func (s *store[D]) load(ctx context.Context) (State[D], error) {
 	case err != nil:
 		return st, fmt.Errorf("load state %q: %w", s.key, err)
 	}
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return st, fmt.Errorf("load state %q: %w", s.key, err)
-	}
-	if err := st.unpack(); err != nil {
+	if st, err = DecodeState[D](e.Value()); err != nil {
 		return st, fmt.Errorf("load state %q: %w", s.key, err)
 	}
 	s.rev = e.Revision()
+	return st, nil
+}
+
+// DecodeState reads a state as the bucket holds it (JSON, the outbox
+// packed). Anyone allowed to write the key may have written it: what it
+// claims is bounded (maxOutbox).
+func DecodeState[D any](b []byte) (State[D], error) {
+	var st State[D]
+	if err := json.Unmarshal(b, &st); err != nil {
+		return State[D]{}, err
+	}
+	if err := st.unpack(); err != nil {
+		return State[D]{}, err
+	}
 	return st, nil
 }
 

@@ -31,9 +31,9 @@ func (Generator) Counters(d *GeneratorState) map[string]uint64 {
 }
 
 // Next is value d.Next+i; its fault key is the send number (1-based).
-func (Generator) Next(_ *actor.Env, d *GeneratorState, i int) (actor.Keys, actor.Out, bool) {
+func (Generator) Next(env *actor.Env, d *GeneratorState, i int) (actor.Keys, actor.Out, bool) {
 	v := d.Next + uint64(i)
-	return actor.Key(v + 1), actor.Out{Subject: protocol.SubjectNumbers, MsgID: protocol.NumberMsgID(v), Data: protocol.EncodeNumber(v)}, true
+	return actor.Key(v + 1), actor.Out{Subject: protocol.SubjectNumbers, MsgID: env.Config.IDs.Of(protocol.NumberMsgID(v)), Data: protocol.EncodeNumber(v)}, true
 }
 
 // Heartbeat sends --beats beats per run: one every --rate, or unpaced, as
@@ -101,7 +101,7 @@ func (h Heartbeat) Next(env *actor.Env, d *HeartbeatState, i int) (actor.Keys, a
 	if count > 1 {
 		beat.Count = count
 	}
-	out := actor.Out{Subject: protocol.SubjectBeats, MsgID: protocol.BeatMsgID(beat), Data: protocol.EncodeBeat(beat)}
+	out := actor.Out{Subject: protocol.SubjectBeats, MsgID: env.Config.IDs.Of(protocol.BeatMsgID(beat)), Data: protocol.EncodeBeat(beat)}
 	return actor.Keys{From: first, To: first + count - 1}, out, true
 }
 
@@ -130,14 +130,25 @@ func (Worker) Limit(in protocol.Input, d *WorkerState) int {
 
 type number struct {
 	n, seq uint64
-	gap    bool // messages left the stream just before it
+	id     string // its Nats-Msg-Id
+	gap    bool   // messages left the stream just before it
 	once
 }
 
 // beat is a decoded beat with its place in the stream.
 type beat struct {
 	protocol.Beat
+	id  string
 	gap bool
+}
+
+// shapeID returns an ErrForeign error unless id has the shape of base, with
+// any token or none: Decode does not know the pipeline's token, Check does.
+func shapeID(what, id, base string) error {
+	if protocol.BaseMsgID(id) == base {
+		return nil
+	}
+	return protocol.CheckMsgID(what, id, base)
 }
 
 func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
@@ -145,9 +156,9 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 	if in == protocol.WorkerBeats {
 		b, err := protocol.DecodeBeat(m.Data)
 		if err == nil {
-			err = protocol.CheckMsgID("beat", id, protocol.BeatMsgID(b))
+			err = shapeID("beat", id, protocol.BeatMsgID(b))
 		}
-		return actor.NoKey, beat{Beat: b, gap: m.Gap}, err // faults refer to numbers, not beats
+		return actor.NoKey, beat{Beat: b, id: id, gap: m.Gap}, err // faults refer to numbers, not beats
 	}
 	n, err := protocol.DecodeNumber(m.Data)
 	if err != nil {
@@ -155,22 +166,26 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 	}
 	replay, isReplay, err := protocol.ParseReplay(m.Header)
 	if !isReplay {
-		err = protocol.CheckMsgID("number", id, protocol.NumberMsgID(n))
+		err = shapeID("number", id, protocol.NumberMsgID(n))
 	}
-	return n, number{n: n, seq: m.Seq, gap: m.Gap, once: once{replay}}, err
+	return n, number{n: n, seq: m.Seq, id: id, gap: m.Gap, once: once{replay}}, err
 }
 
 // Check refuses what the generator and the heartbeat could not have sent:
-// a number ahead of the next one with nothing missing before it in the
-// stream (out of order: taking it would skip every real value below it),
-// a beat of a later run than the supervisor's, beyond the run's beats,
-// carrying more than --batch beats, or ahead of the next beat with
-// nothing missing before it.
+// an ID without the pipeline's token (foreign: it may not take the place
+// of a real message's ID), a number ahead of the next one with nothing
+// missing before it in the stream (out of order: taking it would skip
+// every real value below it), a beat of a later run than the supervisor's,
+// beyond the run's beats, carrying more than --batch beats, or ahead of
+// the next beat with nothing missing before it.
 func (Worker) Check(env *actor.Env, in protocol.Input, v any, d *WorkerState) error {
 	cfg := env.Config
 	if in == protocol.WorkerBeats {
 		b := v.(beat)
 		last := b.Beat.Beat + b.Beats() - 1
+		if err := cfg.IDs.Check("beat", b.id, protocol.BeatMsgID(b.Beat)); err != nil {
+			return err
+		}
 		switch {
 		case b.Count > uint64(max(cfg.Batch, 1)):
 			return fmt.Errorf("%w: a beat message carrying %d beats: the heartbeat sends at most --batch (%d)", protocol.ErrImplausible, b.Count, cfg.Batch)
@@ -188,7 +203,13 @@ func (Worker) Check(env *actor.Env, in protocol.Input, v any, d *WorkerState) er
 		return nil
 	}
 	num := v.(number)
-	if num.replay == 0 && !num.gap && num.n > d.NextValue {
+	if num.replay != 0 {
+		return nil // its ID was checked against the dead letter's
+	}
+	if err := cfg.IDs.Check("number", num.id, protocol.NumberMsgID(num.n)); err != nil {
+		return err
+	}
+	if !num.gap && num.n > d.NextValue {
 		return fmt.Errorf("%w: number %d arrived where %d was next, with nothing missing before it in %s", protocol.ErrOutOfOrder, num.n, d.NextValue, protocol.StreamNumbers)
 	}
 	return nil
@@ -232,16 +253,22 @@ func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) 
 		deadRemove(&d.Dead, num.n) // the value goes on
 	}
 	num.take(env, num.n, &d.Replayed, func() { d.NextValue = num.n + 1 })
+	// The result of a replay is an ordinary result: it follows the results
+	// of the numbers before the replay, and its source sequence is the
+	// replay's, above theirs. Each result names its predecessor's source
+	// (LoggerState.Chained), unless this state is older than the chain and
+	// has published results whose sources it did not keep.
+	h := nats.Header{}
+	h.Set(protocol.HeaderSourceSequence, strconv.FormatUint(num.seq, 10))
+	if d.Chained || d.Processed == 0 {
+		h.Set(protocol.HeaderAfterSource, strconv.FormatUint(d.LastResult, 10))
+	}
+	d.LastResult, d.Chained = num.seq, true
 	d.Credits--
 	d.Processed++
 	r := protocol.FizzBuzz(num.n)
 	env.Log.Debug("processed", "value", num.n, "result", r.Text)
-	// The result of a replay is an ordinary result: it follows the results
-	// of the numbers before the replay, and its source sequence is the
-	// replay's, above theirs.
-	h := nats.Header{}
-	h.Set(protocol.HeaderSourceSequence, strconv.FormatUint(num.seq, 10))
-	return []actor.Out{{Subject: protocol.SubjectResults, MsgID: protocol.ResultMsgID(num.n), Data: protocol.EncodeResult(r), Header: h}}
+	return []actor.Out{{Subject: protocol.SubjectResults, MsgID: env.Config.IDs.Of(protocol.ResultMsgID(num.n)), Data: protocol.EncodeResult(r), Header: h}}
 }
 
 // Discard: a dead-lettered number still spends its beat; a malformed beat
@@ -274,7 +301,10 @@ func (w Worker) Discard(env *actor.Env, in protocol.Input, m actor.Msg, d *Worke
 // Logger logs each result with its running total and tallies them.
 type Logger struct{}
 
-var _ actor.Processor[LoggerState] = Logger{}
+var (
+	_ actor.Processor[LoggerState] = Logger{}
+	_ actor.Checker[LoggerState]   = Logger{}
+)
 
 func (Logger) Limit(protocol.Input, *LoggerState) int { return 1 << 20 }
 func (Logger) Counters(d *LoggerState) map[string]uint64 {
@@ -284,7 +314,10 @@ func (Logger) Counters(d *LoggerState) map[string]uint64 {
 
 type result struct {
 	r      protocol.Result
+	id     string
 	source uint64
+	after  *uint64 // HeaderAfterSource, if it has one
+	gap    bool    // messages left the stream just before it
 	once
 }
 
@@ -300,7 +333,8 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 	if isReplay {
 		return r.Value, result{r: r, once: once{replay}}, nil
 	}
-	if err := protocol.CheckMsgID("result", m.Header.Get(protocol.HeaderMsgID), protocol.ResultMsgID(r.Value)); err != nil {
+	id := m.Header.Get(protocol.HeaderMsgID)
+	if err := shapeID("result", id, protocol.ResultMsgID(r.Value)); err != nil {
 		return r.Value, nil, err
 	}
 	h := m.Header.Get(protocol.HeaderSourceSequence)
@@ -308,7 +342,40 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 	if err != nil || src == 0 {
 		return r.Value, nil, fmt.Errorf("%w: result: header %s %q: want the sequence of its number", protocol.ErrMalformed, protocol.HeaderSourceSequence, h)
 	}
-	return r.Value, result{r: r, source: src}, nil
+	res := result{r: r, id: id, source: src, gap: m.Gap}
+	if vs := m.Header.Values(protocol.HeaderAfterSource); len(vs) > 0 {
+		after, err := strconv.ParseUint(vs[0], 10, 64)
+		if err != nil || len(vs) > 1 || after >= src {
+			return r.Value, nil, fmt.Errorf("%w: result: header %s %q: want the source of the result before it, below its own (%d)", protocol.ErrMalformed, protocol.HeaderAfterSource, vs, src)
+		}
+		res.after = &after
+	}
+	return r.Value, res, nil
+}
+
+// Check refuses a result the worker could not have sent next: one whose ID
+// lacks the pipeline's token, or one past the logger's mark, with nothing
+// missing before it in the stream, that does not follow the last result
+// logged (HeaderAfterSource). Taking it would move the mark to its source
+// and skip every real result below that as a copy.
+func (Logger) Check(env *actor.Env, _ protocol.Input, v any, d *LoggerState) error {
+	res := v.(result)
+	if res.replay != 0 {
+		return nil // its ID was checked against the dead letter's
+	}
+	if err := env.Config.IDs.Check("result", res.id, protocol.ResultMsgID(res.r.Value)); err != nil {
+		return err
+	}
+	if res.gap || res.source <= d.LastSource {
+		return nil // after a gap anything goes; below the mark, a copy
+	}
+	switch {
+	case res.after == nil && d.Chained:
+		return fmt.Errorf("%w: result %d from source %d carries no %s, with nothing missing before it in %s: the worker's do", protocol.ErrOutOfOrder, res.r.Value, res.source, protocol.HeaderAfterSource, protocol.StreamResults)
+	case res.after != nil && *res.after != d.LastSource:
+		return fmt.Errorf("%w: result %d from source %d follows source %d, where the last result taken came from %d, with nothing missing before it in %s", protocol.ErrOutOfOrder, res.r.Value, res.source, *res.after, d.LastSource, protocol.StreamResults)
+	}
+	return nil
 }
 
 // Fresh: a result not yet logged (by source, or a replay by its ID).
@@ -330,7 +397,7 @@ func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *LoggerState) 
 	if res.replay != 0 {
 		deadRemove(&d.Dead, r.Value)
 	}
-	res.take(env, r.Value, &d.Replayed, func() { d.LastSource = res.source })
+	res.take(env, r.Value, &d.Replayed, func() { d.LastSource, d.Chained = res.source, d.Chained || res.after != nil })
 	total := d.Tally.Add(r.Value)
 	level := slog.LevelInfo
 	if env.Config.Rate == 0 {
@@ -343,12 +410,14 @@ func (l Logger) Apply(env *actor.Env, in protocol.Input, v any, d *LoggerState) 
 }
 
 // Discard moves the source mark past a dead-lettered result of the
-// worker's, or records a dead-lettered replay as taken.
-func (l Logger) Discard(_ *actor.Env, in protocol.Input, m actor.Msg, d *LoggerState) {
-	if _, v, err := l.Decode(in, m); err == nil {
+// worker's (never past one that Check refuses), or records a dead-lettered
+// replay as taken.
+func (l Logger) Discard(env *actor.Env, in protocol.Input, m actor.Msg, d *LoggerState) {
+	if _, v, err := l.Decode(in, m); err == nil && l.Check(env, in, v, d) == nil {
 		res := v.(result)
 		if res.replay == 0 && res.fresh(res.source > d.LastSource, d.Replayed) {
 			deadAdd(&d.Dead, res.r.Value)
+			d.Chained = d.Chained || res.after != nil
 		}
 		res.take(nil, res.r.Value, &d.Replayed, func() { d.LastSource = max(d.LastSource, res.source) })
 	}

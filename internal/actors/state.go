@@ -38,6 +38,11 @@ type WorkerState struct {
 	BeatRun      uint64 `json:"beat_run"`   // the last beat counted: run …
 	LastBeat     uint64 `json:"last_beat"`  // … and beat number
 	Duplicates   uint64 `json:"duplicates"` // republished copies skipped
+	// LastResult is the source sequence of the last result published;
+	// Chained: it is known (a state from before the chain has published
+	// results whose sources it did not keep).
+	LastResult uint64 `json:"last_result,omitempty"`
+	Chained    bool   `json:"chained,omitempty"`
 	// Replayed lists the dead letters (DLQ sequences) whose replays the
 	// worker took, applied or dead-lettered again: a copy is skipped.
 	Replayed Seqs `json:"replayed,omitempty"`
@@ -55,7 +60,10 @@ type WorkerState struct {
 // LoggerState is the logger's tally of every result it logged.
 type LoggerState struct {
 	Tally      Tally  `json:"tally"`
-	LastSource uint64 `json:"last_source"`        // HeaderSourceSequence of the last result logged
+	LastSource uint64 `json:"last_source"` // HeaderSourceSequence of the last result logged
+	// Chained: a result taken carried HeaderAfterSource, so every later
+	// result of the worker's does.
+	Chained    bool   `json:"chained,omitempty"`
 	Duplicates uint64 `json:"duplicates"`         // republished copies skipped
 	Replayed   Seqs   `json:"replayed,omitempty"` // as WorkerState.Replayed
 	Dead       *Tally `json:"dead,omitempty"`     // as WorkerState.Dead

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -88,11 +90,37 @@ func (k *Keys) seed(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	seed := []byte(strings.TrimSpace(string(b)))
-	if _, err := nkeys.FromSeed(seed); err != nil {
+	seed, err := parseSeed(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s is not an nkey user seed (%v): remove it to have a new one made", ErrCredentials, path, err)
 	}
 	return seed, nil
+}
+
+// parseSeed reads a seed file: an nkey user seed.
+func parseSeed(b []byte) ([]byte, error) {
+	seed := []byte(strings.TrimSpace(string(b)))
+	kp, err := nkeys.FromSeed(seed)
+	if err != nil {
+		return nil, err
+	}
+	if pre, _, err := nkeys.DecodeSeed(seed); err != nil || pre != nkeys.PrefixByteUser {
+		return nil, fmt.Errorf("not a user's seed")
+	}
+	kp.Wipe()
+	return seed, nil
+}
+
+// parsePassword reads a password file.
+func parsePassword(b []byte) (string, error) {
+	pw := strings.TrimSpace(string(b))
+	if len(pw) < 16 {
+		return "", fmt.Errorf("no password of at least 16 characters")
+	}
+	if strings.ContainsFunc(pw, func(r rune) bool { return r < ' ' || r == 0x7f || r == utf8.RuneError }) {
+		return "", fmt.Errorf("a password of control characters or invalid UTF-8")
+	}
+	return pw, nil
 }
 
 func (k *Keys) password(name string) (string, error) {
@@ -109,12 +137,16 @@ func (k *Keys) password(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	pw := strings.TrimSpace(string(b))
-	if len(pw) < 16 {
-		return "", fmt.Errorf("%w: %s holds no password of at least 16 characters: remove it to have a new one made", ErrCredentials, path)
+	pw, err := parsePassword(b)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s holds %v: remove it to have a new one made", ErrCredentials, path, err)
 	}
 	return pw, nil
 }
+
+// maxSecret bounds a secret's file: seeds, passwords and tokens are tens of
+// bytes.
+const maxSecret = 4 << 10
 
 // readSecret reads a credentials file, refusing one that others may read.
 func readSecret(path string) ([]byte, error) {
@@ -125,9 +157,17 @@ func readSecret(path string) ([]byte, error) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%w: %s is readable by others (mode %v): chmod 600 it, or remove it to have a new one made", ErrCredentials, path, fi.Mode().Perm())
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCredentials, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecret+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCredentials, err)
+	}
+	if len(b) > maxSecret {
+		return nil, fmt.Errorf("%w: %s is over %d bytes: no secret of ours is; remove it to have a new one made", ErrCredentials, path, maxSecret)
 	}
 	return b, nil
 }
@@ -229,7 +269,16 @@ func HTTPToken(dataDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(string(b)), nil
+	return parseToken(path, b)
+}
+
+// parseToken reads the HTTP token's file: as a password's.
+func parseToken(path string, b []byte) (string, error) {
+	tok, err := parsePassword(b)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s holds %v: remove it to have a new one made", ErrCredentials, path, err)
+	}
+	return tok, nil
 }
 
 // ReadHTTPToken reads the HTTP API's token a supervisor made.
@@ -238,5 +287,5 @@ func ReadHTTPToken(dataDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(string(b)), nil
+	return parseToken(HTTPTokenFile(dataDir), b)
 }

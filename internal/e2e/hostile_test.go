@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,6 +20,10 @@ import (
 // Messages no producer of the pipeline could have sent, published by the
 // admin amid a running pipeline: a number far ahead with a producer's ID
 // (it used to move the worker's mark and skip every real value below it),
+// a number a little ahead of the generator with a producer's ID (it used
+// to take the real value's place in the duplicate window: the worker then
+// waited for that value forever), a result claiming a source far ahead (it
+// used to move the logger's mark past every real result below it),
 // a number of about 1 MB and a result of 800 kB (they used to grow the
 // actors' state past the server's maximum payload and wedge the data dir),
 // a beat claiming 2^40 beats, and a replay of a dead letter that does not
@@ -63,6 +68,12 @@ func TestHostileInput(t *testing.T) {
 	huge := bytes.Repeat([]byte("7"), 1000*1000)
 	publish(protocol.SubjectNumbers, huge, header(protocol.HeaderMsgID, "n-huge"))
 	publish(protocol.SubjectNumbers, []byte("5"), header(protocol.HeaderMsgID, protocol.ReplayMsgID(999999), protocol.HeaderReplay, "999999"))
+	_, generated := progress(t, js, protocol.Generator)
+	near := generated + 200 // the generator's before long, but not yet
+	nearText := strconv.FormatUint(near, 10)
+	publish(protocol.SubjectNumbers, []byte(nearText), header(protocol.HeaderMsgID, protocol.NumberMsgID(near)))
+	publish(protocol.SubjectResults, protocol.EncodeResult(protocol.FizzBuzz(3)),
+		header(protocol.HeaderMsgID, protocol.ResultMsgID(3), protocol.HeaderSourceSequence, "1000000000"))
 	b := protocol.Beat{Run: 1, Beat: 1, Count: 1 << 40}
 	publish(protocol.SubjectBeats, protocol.EncodeBeat(b), header(protocol.HeaderMsgID, protocol.BeatMsgID(b)))
 	bigText := strings.Repeat("x", 800*1000)
@@ -85,10 +96,12 @@ func TestHostileInput(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, 60*time.Second, "five dead letters", func() bool {
+	waitFor(t, 60*time.Second, "seven dead letters", func() bool {
 		info, err := dlq.Info(context.Background())
-		return err == nil && info.State.Msgs >= 5
+		return err == nil && info.State.Msgs >= 7
 	})
+	// The real value the stray number named lands and is taken.
+	waitFor(t, 60*time.Second, "the worker to go past the stray's value", func() bool { _, v := progress(t, js, protocol.Worker); return v > near+10 })
 	// The pipeline goes on past them.
 	_, before := progress(t, js, protocol.Worker)
 	waitFor(t, 30*time.Second, "the worker to go on", func() bool { _, v := progress(t, js, protocol.Worker); return v > before+10 })
@@ -106,22 +119,23 @@ func TestHostileInput(t *testing.T) {
 		"5":                     "implausible: a replay of dead letter 999999",
 		`{"run":1,"beat":1`:     "implausible: a beat message carrying 1099511627776 beats",
 		`{"value":7,"kind":"va`: "malformed: result",
+		nearText:                "out-of-order: number " + nearText,
+		`{"value":3,`:           "out-of-order: result 3 from source 1000000000",
 	}
 	if len(s.DeadLettered) != len(want) {
 		t.Fatalf("dead letters %+v, want %d", s.DeadLettered, len(want))
 	}
 	for _, d := range s.DeadLettered {
-		found := false
-		for payload, reason := range want {
-			if strings.HasPrefix(d.Payload, payload) {
-				found = true
-				if !strings.HasPrefix(d.Reason, reason) {
-					t.Errorf("dead letter %q…: reason %q, want %q…", d.Payload[:min(len(d.Payload), 30)], d.Reason, reason)
-				}
+		payload := "" // the longest of want's that the dead letter's starts with
+		for p := range want {
+			if strings.HasPrefix(d.Payload, p) && len(p) > len(payload) {
+				payload = p
 			}
 		}
-		if !found {
+		if reason := want[payload]; payload == "" {
 			t.Errorf("unexpected dead letter %+v", d)
+		} else if !strings.HasPrefix(d.Reason, reason) {
+			t.Errorf("dead letter %q…: reason %q, want %q…", d.Payload[:min(len(d.Payload), 30)], d.Reason, reason)
 		}
 		if d.Value != nil {
 			t.Errorf("dead letter %q… counted as value %d", d.Payload[:min(len(d.Payload), 30)], *d.Value)

@@ -340,7 +340,7 @@ func (s *Ledger) Read(ctx context.Context) (Book, error) {
 		if m.seq <= applied(wk.Cursors, protocol.WorkerNumbers) || err != nil || waiting(m.header, wk.Data.Replayed, n) {
 			continue
 		}
-		if m.header.Get(protocol.HeaderMsgID) == protocol.NumberMsgID(n) && n >= wk.Data.NextValue {
+		if protocol.BaseMsgID(m.header.Get(protocol.HeaderMsgID)) == protocol.NumberMsgID(n) && n >= wk.Data.NextValue {
 			l.queued = append(l.queued, n)
 		}
 	}
@@ -517,7 +517,7 @@ func unloggedResult(subject, msgID string, h nats.Header, data []byte, lastSourc
 		return 0, false
 	}
 	r, err := protocol.DecodeResult(data)
-	if err != nil || msgID != protocol.ResultMsgID(r.Value) {
+	if err != nil || protocol.BaseMsgID(msgID) != protocol.ResultMsgID(r.Value) {
 		return 0, false
 	}
 	src, err := strconv.ParseUint(h.Get(protocol.HeaderSourceSequence), 10, 64)
@@ -578,10 +578,14 @@ func DeadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
 		d.Replay = r
 		id = ""
 	}
-	if r := d.Reason; strings.HasPrefix(r, protocol.ErrOutOfOrder.Error()) || strings.HasPrefix(r, protocol.ErrImplausible.Error()) {
-		return d // refused as no producer's: whatever it claims, no value
+	for _, e := range []error{protocol.ErrOutOfOrder, protocol.ErrImplausible, protocol.ErrForeign} {
+		if strings.HasPrefix(d.Reason, e.Error()) {
+			return d // refused as no producer's: whatever it claims, no value
+		}
 	}
-	own := func(want string) bool { return id == want || d.Replay != 0 }
+	// The pipeline's token is not checked here: a message without it was
+	// refused as foreign (above).
+	own := func(want string) bool { return protocol.BaseMsgID(id) == want || d.Replay != 0 }
 	switch d.Subject {
 	case protocol.SubjectNumbers:
 		if n, err := protocol.DecodeNumber(data); err == nil && own(protocol.NumberMsgID(n)) {

@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -331,12 +330,7 @@ func (p *Process) ended(c *child, client *plugin.Client, cmd *exec.Cmd, crashPat
 	client.Kill()
 	// go-plugin waits for the process in a goroutine that Kill waits for:
 	// cmd.ProcessState is set, and safe to read, once Kill returns.
-	var report protocol.CrashReport
-	if b, err := os.ReadFile(crashPath); err == nil && len(b) > 0 {
-		if json.Unmarshal(b, &report) != nil {
-			report = protocol.CrashReport{}
-		}
-	}
+	report := readCrashReport(crashPath, p.Log)
 	why = c.why()
 	if why != nil && why.Cause == events.CauseStartFailed && !c.run.killedByUs() {
 		// Killed from outside while it started: that is a kill, not a
@@ -346,6 +340,25 @@ func (p *Process) ended(c *child, client *plugin.Client, cmd *exec.Cmd, crashPat
 		}
 	}
 	return &ExitError{Exit: classify(why, report, cmd.ProcessState), PID: c.pid}
+}
+
+// readCrashReport reads what the actor wrote to its crash channel, if
+// anything: no more than protocol.MaxCrashReport bytes of it.
+func readCrashReport(path string, log *slog.Logger) protocol.CrashReport {
+	f, err := os.Open(path)
+	if err != nil {
+		return protocol.CrashReport{}
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, protocol.MaxCrashReport+1))
+	if err != nil || len(b) == 0 {
+		return protocol.CrashReport{}
+	}
+	report, err := protocol.DecodeCrashReport(b)
+	if err != nil {
+		log.Warn("its crash report cannot be read", "error", err)
+	}
+	return report
 }
 
 // classify turns how a process ended into an Exit.

@@ -1,10 +1,12 @@
 package natsx
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -62,32 +64,52 @@ func Auth(c protocol.Credentials) ([]nats.Option, error) {
 	return opts, nil
 }
 
+// MaxCredsFile bounds a credentials file: a .creds file is about 1 kB.
+const MaxCredsFile = 64 << 10
+
 // ReadCreds reads a credentials file for a server run by someone else: a
 // .creds file (a user JWT and its nkey seed, as nsc writes them) or a bare
-// nkey user seed.
+// nkey user seed, of at most MaxCredsFile bytes.
 func ReadCreds(path string) (protocol.Credentials, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return protocol.Credentials{}, fmt.Errorf("%w: %v", ErrCredentials, err)
 	}
-	if strings.Contains(string(b), "BEGIN NATS USER JWT") {
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxCredsFile+1))
+	if err != nil {
+		return protocol.Credentials{}, fmt.Errorf("%w: %v", ErrCredentials, err)
+	}
+	c, err := ParseCreds(b)
+	if err != nil {
+		return c, fmt.Errorf("%w: %s: %v", ErrCredentials, path, err)
+	}
+	return c, nil
+}
+
+// ParseCreds reads what ReadCreds reads from the file.
+func ParseCreds(b []byte) (protocol.Credentials, error) {
+	if len(b) > MaxCredsFile {
+		return protocol.Credentials{}, fmt.Errorf("over %d bytes: no credentials file is", MaxCredsFile)
+	}
+	if bytes.Contains(b, []byte("BEGIN NATS USER JWT")) {
 		jwt, err := nkeys.ParseDecoratedJWT(b)
 		if err != nil {
-			return protocol.Credentials{}, fmt.Errorf("%w: %s: %v", ErrCredentials, path, err)
+			return protocol.Credentials{}, err
 		}
 		kp, err := nkeys.ParseDecoratedNKey(b)
 		if err != nil {
-			return protocol.Credentials{}, fmt.Errorf("%w: %s: %v", ErrCredentials, path, err)
+			return protocol.Credentials{}, err
 		}
 		seed, err := kp.Seed()
 		if err != nil {
-			return protocol.Credentials{}, fmt.Errorf("%w: %s: %v", ErrCredentials, path, err)
+			return protocol.Credentials{}, err
 		}
 		return protocol.Credentials{JWT: jwt, Seed: string(seed)}, nil
 	}
 	seed := strings.TrimSpace(string(b))
 	if _, err := nkeys.FromSeed([]byte(seed)); err != nil {
-		return protocol.Credentials{}, fmt.Errorf("%w: %s is neither a .creds file nor an nkey seed: %v", ErrCredentials, path, err)
+		return protocol.Credentials{}, fmt.Errorf("neither a .creds file nor an nkey seed: %v", err)
 	}
 	return protocol.Credentials{Seed: seed}, nil
 }

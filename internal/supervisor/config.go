@@ -281,7 +281,7 @@ func loopback(addr string) bool {
 }
 
 // actorConfig is what the actor a is handed on Start.
-func (c *Config) actorConfig(a registry.Actor, url string, creds protocol.Credentials, run uint64) protocol.ActorConfig {
+func (c *Config) actorConfig(a registry.Actor, url string, creds protocol.Credentials, run uint64, ids protocol.IDs) protocol.ActorConfig {
 	return protocol.ActorConfig{
 		Actor:       a.Name,
 		StateKey:    a.StateKey,
@@ -289,6 +289,7 @@ func (c *Config) actorConfig(a registry.Actor, url string, creds protocol.Creden
 		NATSURL:     url,
 		NATSCreds:   creds,
 		Run:         run,
+		IDs:         ids,
 		Rate:        c.Rate,
 		Beats:       c.Beats,
 		Queue:       c.Queue,

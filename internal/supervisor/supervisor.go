@@ -35,7 +35,10 @@ import (
 
 // supState is the supervisor's persisted state (key SupervisorKey).
 type supState struct {
-	Run       uint64            `json:"run"`       // the current or last run
+	Run uint64 `json:"run"` // the current or last run
+	// IDs is the pipeline's ID token, made at its first start
+	// (protocol.IDs): every actor is handed it.
+	IDs       protocol.IDs      `json:"ids,omitempty"`
 	Completed bool              `json:"completed"` // the run reached its last beat and drained
 	Restarts  map[string]uint64 `json:"restarts"`  // per actor, all runs
 	LastCause map[string]string `json:"last_cause,omitempty"`
@@ -355,6 +358,14 @@ func (s *Supervisor) beginRun(ctx context.Context) error {
 	if st.Restarts == nil {
 		st.Restarts = map[string]uint64{}
 	}
+	if st.IDs == "" || !st.IDs.Valid() {
+		if st.IDs != "" {
+			// Messages still in the streams with the old token will be
+			// refused as foreign, and dead-lettered: replayable.
+			s.log.Warn("the supervisor's state held an ID token no supervisor made: made another", "token", fmt.Sprintf("%.40q", st.IDs))
+		}
+		st.IDs = protocol.NewIDs()
+	}
 	if err := s.recordStreams(ctx, s.js, &st); err != nil {
 		return err
 	}
@@ -531,6 +542,9 @@ const neverStartedAfter = 10 * time.Second
 // keeper is the lifecycle of one actor: its process, restarted by the
 // policy, reporting to the bus.
 func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string) *lifecycle.Keeper {
+	s.mu.Lock()
+	ids := s.sup.IDs
+	s.mu.Unlock()
 	var env []string
 	if os.Getenv("GOMAXPROCS") == "" {
 		// An actor is one loop: a single P leaves the cores to the server
@@ -548,7 +562,7 @@ func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string)
 		Path:        s.binPath(a),
 		Checksum:    s.sums[a.Name],
 		Env:         env,
-		Config:      s.cfg.actorConfig(a, s.URL(), s.acc.actors[a.Name], s.run),
+		Config:      s.cfg.actorConfig(a, s.URL(), s.acc.actors[a.Name], s.run, ids),
 		Log:         s.cfg.Log.With("actor", a.Name),
 		TempDir:     tmp,
 		Emit:        s.bus.Emit,

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzDecode feeds arbitrary payloads to every decoder. None may panic; every
@@ -103,6 +105,33 @@ func FuzzParseReplay(f *testing.F) {
 			t.Fatalf("ParseReplay(%q, %q): %v wraps neither ErrMalformed nor ErrForeign", replay, id, err)
 		case ok && err == nil && (seq == 0 || id != ReplayMsgID(seq)):
 			t.Fatalf("ParseReplay(%q, %q) took dead letter %d", replay, id, seq)
+		}
+	})
+}
+
+// FuzzDecodeCrashReport: whatever an actor writes to its crash channel,
+// the supervisor reads a report of a known kind with its message bounded,
+// or an ErrMalformed error; never a panic.
+func FuzzDecodeCrashReport(f *testing.F) {
+	f.Add([]byte(`{"kind":"panic","message":"poison pill: value 41"}`))
+	f.Add([]byte(`{"kind":"error","message":"connect: nats: authorization violation"}`))
+	f.Add([]byte(`{"kind":"oops","message":""}`))
+	f.Add([]byte(`{"kind":"panic","message":"` + strings.Repeat("é", MaxCrashMessage) + `"}`))
+	f.Add(bytes.Repeat([]byte(" "), MaxCrashReport+1))
+	f.Add([]byte(`{"kind":"panic","message":"\udc00"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeCrashReport(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) || r != (CrashReport{}) {
+				t.Fatalf("refused with %v and %+v", err, r)
+			}
+			return
+		}
+		if r.Kind != CrashPanic && r.Kind != CrashError {
+			t.Fatalf("kind %q", r.Kind)
+		}
+		if len(r.Message) > MaxCrashMessage || !utf8.ValidString(r.Message) {
+			t.Fatalf("message of %d bytes, valid UTF-8 %v", len(r.Message), utf8.ValidString(r.Message))
 		}
 	})
 }

@@ -85,6 +85,11 @@ const (
 	// was computed from. Results arrive in that order, so the logger tells a
 	// republished result by it.
 	HeaderSourceSequence = "Robust-Source-Sequence"
+	// HeaderAfterSource is on each result: the source sequence of the
+	// worker's result before it (0 before its first). Results follow one
+	// another, so the logger takes as next only the result that follows the
+	// last it took, and refuses a stray that claims a source far ahead.
+	HeaderAfterSource = "Robust-After-Source"
 	// HeaderReplay is on a dead letter put back on its original subject by
 	// `supervisor dlq replay`: the DLQ stream sequence of the dead letter it
 	// replays. Its Nats-Msg-Id is ReplayMsgID of that sequence. The message
@@ -94,7 +99,8 @@ const (
 )
 
 // Message IDs: stable for one logical message, so that a republish after a
-// crash is dropped by the stream's duplicate window.
+// crash is dropped by the stream's duplicate window. These are the IDs'
+// bases; the pipeline's producers add its token to them (IDs.Of).
 func NumberMsgID(n uint64) string { return "n-" + strconv.FormatUint(n, 10) }
 func BeatMsgID(b Beat) string {
 	if b.Count > 1 { // a batch of beats cut differently is another message

@@ -348,3 +348,36 @@ func TestDLQSubject(t *testing.T) {
 		t.Errorf(`DLQSubject("worker") = %q`, DLQSubject("worker"))
 	}
 }
+
+func TestIDTokens(t *testing.T) {
+	a, b := NewIDs(), NewIDs()
+	if a == b || !a.Valid() || !b.Valid() || len(a) != idTokenLen {
+		t.Fatalf("NewIDs: %q and %q", a, b)
+	}
+	for _, bad := range []IDs{"0123456789aB", "0123456789a", "0123456789abc", "01234567-9ab", "n-5"} {
+		if bad.Valid() {
+			t.Errorf("%q is valid", bad)
+		}
+	}
+	tok := IDs("0123456789ab")
+	base := NumberMsgID(42)
+	if got := tok.Of(base); got != "n-42.0123456789ab" || IDs("").Of(base) != base {
+		t.Fatalf("Of: %q", got)
+	}
+	for _, ok := range []string{"n-42", "n-42.0123456789ab"} {
+		if err := tok.Check("number", ok, base); err != nil || BaseMsgID(ok) != base {
+			t.Errorf("%q: %v, base %q", ok, err, BaseMsgID(ok))
+		}
+	}
+	for _, foreign := range []string{"n-42.ffffffffffff", "n-42.", "n-43", "n-42.0123456789ab.0123456789ab", ""} {
+		if err := tok.Check("number", foreign, base); !errors.Is(err, ErrForeign) {
+			t.Errorf("%q: %v, want ErrForeign", foreign, err)
+		}
+	}
+	// The base of an ID is the ID without any one valid token.
+	for id, want := range map[string]string{"n-42.ffffffffffff": "n-42", "n-42.": "n-42.", "b-3-7+256.0123456789ab": "b-3-7+256", "n-42.zz": "n-42.zz", "replay-9": "replay-9"} {
+		if got := BaseMsgID(id); got != want {
+			t.Errorf("BaseMsgID(%q) = %q, want %q", id, got, want)
+		}
+	}
+}

@@ -45,6 +45,7 @@ type ActorConfig struct {
 	NATSURL     string        // where the pipeline's JetStream is
 	NATSCreds   Credentials   // how to connect there: never on a command line or in the environment
 	Run         uint64        // supervisor run number (beats are counted per run)
+	IDs         IDs           // the pipeline's ID token: in every ID its producers make
 	Rate        time.Duration // heartbeat period; 0 = unpaced
 	Beats       uint64        // beats per run; 0 = until stopped
 	Queue       int           // bound on unconsumed numbers and beats
