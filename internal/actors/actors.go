@@ -130,20 +130,20 @@ func (Worker) Limit(in protocol.Input, d *WorkerState) int {
 
 type number struct {
 	n, seq uint64
-	id     string // its Nats-Msg-Id
-	gap    bool   // messages left the stream just before it
+	gap    bool // messages left the stream just before it
 	once
 }
 
 // beat is a decoded beat with its place in the stream.
 type beat struct {
 	protocol.Beat
-	id  string
 	gap bool
 }
 
 // shapeID returns an ErrForeign error unless id has the shape of base, with
-// any token or none: Decode does not know the pipeline's token, Check does.
+// any token or none (protocol.IDs: the token keeps a stray's ID from
+// colliding with the real message's; which token a message carries says
+// nothing of its value).
 func shapeID(what, id, base string) error {
 	if protocol.BaseMsgID(id) == base {
 		return nil
@@ -158,7 +158,7 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 		if err == nil {
 			err = shapeID("beat", id, protocol.BeatMsgID(b))
 		}
-		return actor.NoKey, beat{Beat: b, id: id, gap: m.Gap}, err // faults refer to numbers, not beats
+		return actor.NoKey, beat{Beat: b, gap: m.Gap}, err // faults refer to numbers, not beats
 	}
 	n, err := protocol.DecodeNumber(m.Data)
 	if err != nil {
@@ -168,24 +168,20 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 	if !isReplay {
 		err = shapeID("number", id, protocol.NumberMsgID(n))
 	}
-	return n, number{n: n, seq: m.Seq, id: id, gap: m.Gap, once: once{replay}}, err
+	return n, number{n: n, seq: m.Seq, gap: m.Gap, once: once{replay}}, err
 }
 
 // Check refuses what the generator and the heartbeat could not have sent:
-// an ID without the pipeline's token (foreign: it may not take the place
-// of a real message's ID), a number ahead of the next one with nothing
-// missing before it in the stream (out of order: taking it would skip
-// every real value below it), a beat of a later run than the supervisor's,
-// beyond the run's beats, carrying more than --batch beats, or ahead of
-// the next beat with nothing missing before it.
+// a number ahead of the next one with nothing missing before it in the
+// stream (out of order: taking it would skip every real value below it),
+// a beat of a later run than the supervisor's, beyond the run's beats,
+// carrying more than --batch beats, or ahead of the next beat with
+// nothing missing before it.
 func (Worker) Check(env *actor.Env, in protocol.Input, v any, d *WorkerState) error {
 	cfg := env.Config
 	if in == protocol.WorkerBeats {
 		b := v.(beat)
 		last := b.Beat.Beat + b.Beats() - 1
-		if err := cfg.IDs.Check("beat", b.id, protocol.BeatMsgID(b.Beat)); err != nil {
-			return err
-		}
 		switch {
 		case b.Count > uint64(max(cfg.Batch, 1)):
 			return fmt.Errorf("%w: a beat message carrying %d beats: the heartbeat sends at most --batch (%d)", protocol.ErrImplausible, b.Count, cfg.Batch)
@@ -203,13 +199,7 @@ func (Worker) Check(env *actor.Env, in protocol.Input, v any, d *WorkerState) er
 		return nil
 	}
 	num := v.(number)
-	if num.replay != 0 {
-		return nil // its ID was checked against the dead letter's
-	}
-	if err := cfg.IDs.Check("number", num.id, protocol.NumberMsgID(num.n)); err != nil {
-		return err
-	}
-	if !num.gap && num.n > d.NextValue {
+	if num.replay == 0 && !num.gap && num.n > d.NextValue {
 		return fmt.Errorf("%w: number %d arrived where %d was next, with nothing missing before it in %s", protocol.ErrOutOfOrder, num.n, d.NextValue, protocol.StreamNumbers)
 	}
 	return nil
@@ -314,7 +304,6 @@ func (Logger) Counters(d *LoggerState) map[string]uint64 {
 
 type result struct {
 	r      protocol.Result
-	id     string
 	source uint64
 	after  *uint64 // HeaderAfterSource, if it has one
 	gap    bool    // messages left the stream just before it
@@ -342,7 +331,7 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 	if err != nil || src == 0 {
 		return r.Value, nil, fmt.Errorf("%w: result: header %s %q: want the sequence of its number", protocol.ErrMalformed, protocol.HeaderSourceSequence, h)
 	}
-	res := result{r: r, id: id, source: src, gap: m.Gap}
+	res := result{r: r, source: src, gap: m.Gap}
 	if vs := m.Header.Values(protocol.HeaderAfterSource); len(vs) > 0 {
 		after, err := strconv.ParseUint(vs[0], 10, 64)
 		if err != nil || len(vs) > 1 || after >= src {
@@ -353,21 +342,15 @@ func (Logger) Decode(_ protocol.Input, m actor.Msg) (uint64, any, error) {
 	return r.Value, res, nil
 }
 
-// Check refuses a result the worker could not have sent next: one whose ID
-// lacks the pipeline's token, or one past the logger's mark, with nothing
-// missing before it in the stream, that does not follow the last result
-// logged (HeaderAfterSource). Taking it would move the mark to its source
-// and skip every real result below that as a copy.
-func (Logger) Check(env *actor.Env, _ protocol.Input, v any, d *LoggerState) error {
+// Check refuses a result the worker could not have sent next: one past the
+// logger's mark, with nothing missing before it in the stream, that does
+// not follow the last result logged (HeaderAfterSource). Taking it would
+// move the mark to its source and skip every real result below that as a
+// copy.
+func (Logger) Check(_ *actor.Env, _ protocol.Input, v any, d *LoggerState) error {
 	res := v.(result)
-	if res.replay != 0 {
-		return nil // its ID was checked against the dead letter's
-	}
-	if err := env.Config.IDs.Check("result", res.id, protocol.ResultMsgID(res.r.Value)); err != nil {
-		return err
-	}
-	if res.gap || res.source <= d.LastSource {
-		return nil // after a gap anything goes; below the mark, a copy
+	if res.replay != 0 || res.gap || res.source <= d.LastSource {
+		return nil // a replay is taken by its ID; after a gap anything goes; below the mark, a copy
 	}
 	switch {
 	case res.after == nil && d.Chained:

@@ -35,8 +35,10 @@ func take[D any](t *testing.T, p actor.Processor[D], e *actor.Env, in protocol.I
 }
 
 // The producers put the pipeline's token in their IDs; the worker and the
-// logger take an ID with it or with none (from before tokens), and refuse
-// any other token as foreign, moving no mark.
+// logger take an ID of the right shape with any token or none (from before
+// tokens): the token keeps a stray from colliding with the real message in
+// the duplicate window, it says nothing of the value. An ID of another
+// shape is foreign, and moves no mark.
 func TestIDsCarryThePipelinesToken(t *testing.T) {
 	e := tokenEnv()
 	if _, out, _ := (Generator{}).Next(e, &GeneratorState{Next: 7}, 0); out.MsgID != "n-7.0123456789ab" {
@@ -58,15 +60,22 @@ func TestIDsCarryThePipelinesToken(t *testing.T) {
 	if _, err := take(t, w, e, protocol.WorkerNumbers, num(8, "n-8"), d); err != nil {
 		t.Fatalf("number 8 from before tokens: %v", err)
 	}
-	for _, id := range []string{"n-9.ffffffffffff", "n-9.", "n-9.0123456789ab.0123456789ab"} {
+	for _, id := range []string{"n-9.", "n-9.0123456789ab.0123456789ab", "n-9.0123456789AB", "n-10.0123456789ab"} {
 		if _, err := take(t, w, e, protocol.WorkerNumbers, num(9, id), d); !errors.Is(err, protocol.ErrForeign) || d.NextValue != 9 {
 			t.Fatalf("number 9 as %q: %v, next %d; want ErrForeign and 9 still next", id, err, d.NextValue)
 		}
 	}
+	if _, err := take(t, w, e, protocol.WorkerNumbers, num(9, "n-9.ffffffffffff"), d); err != nil || d.NextValue != 10 {
+		t.Fatalf("number 9 with a token of another day: %v, next %d", err, d.NextValue)
+	}
 	beat := beatMsg(2, 1, 0)
 	beat.Header.Set(protocol.HeaderMsgID, "b-2-1.aaaaaaaaaaaa")
-	if _, err := take(t, w, e, protocol.WorkerBeats, beat, d); !errors.Is(err, protocol.ErrForeign) || d.LastBeat != 0 {
-		t.Fatalf("a beat with another token: %v, last beat %d", err, d.LastBeat)
+	if _, err := take(t, w, e, protocol.WorkerBeats, beat, d); err != nil || d.LastBeat != 1 {
+		t.Fatalf("a beat with a token of another day: %v, last beat %d", err, d.LastBeat)
+	}
+	beat.Header.Set(protocol.HeaderMsgID, "b-2-2.aaaaaaaaaaaa")
+	if _, err := take(t, w, e, protocol.WorkerBeats, beat, d); !errors.Is(err, protocol.ErrForeign) || d.LastBeat != 1 {
+		t.Fatalf("beat 1 with the ID of beat 2: %v, last beat %d", err, d.LastBeat)
 	}
 }
 

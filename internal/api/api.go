@@ -259,7 +259,7 @@ var (
 	descDLQ       = prometheus.NewDesc("robust_dlq_messages", "Messages in the dead-letter stream now.", nil, nil)
 	descDead      = prometheus.NewDesc("robust_dead_letters_total", "Messages dead-lettered while this supervisor ran.", nil, nil)
 	descTampered  = prometheus.NewDesc("robust_tampered_total", "Changes to the pipeline's data from outside it (purges, deletions, unreadable states) seen while this supervisor ran.", nil, nil)
-	descFull      = prometheus.NewDesc("robust_storage_full", "1 while the embedded NATS server's store takes no writes (its disk is full): restarts wait.", nil, nil)
+	descFull      = prometheus.NewDesc("robust_storage_full", "1 while the NATS store takes no writes (its disk is full): restarts wait.", nil, nil)
 	descBuild     = prometheus.NewDesc("robust_build_info", "The supervisor's build: always 1.", []string{"version", "revision", "goversion"}, nil)
 )
 

@@ -583,8 +583,7 @@ func DeadLetterOf(seq uint64, h nats.Header, data []byte) DeadLetter {
 			return d // refused as no producer's: whatever it claims, no value
 		}
 	}
-	// The pipeline's token is not checked here: a message without it was
-	// refused as foreign (above).
+	// The ID's shape, whatever its token (protocol.IDs), as the consumers.
 	own := func(want string) bool { return protocol.BaseMsgID(id) == want || d.Replay != 0 }
 	switch d.Subject {
 	case protocol.SubjectNumbers:

@@ -66,6 +66,10 @@ func (t Topology) Limit(stream string) int {
 // DiscardNew stream refuses ("maximum messages exceeded").
 const ErrCodeStreamFull jetstream.ErrorCode = 10077
 
+// ErrCodeInsufficientResources is the server's answer to a request its
+// store has no room for (JSInsufficientResourcesErr).
+const ErrCodeInsufficientResources jetstream.ErrorCode = 10023
+
 // DefaultDupWindow is the streams' duplicate window. While the server runs,
 // a message republished soon after an actor restart (the outbox of its
 // last commit, a producer's unsaved batch: within some tens of

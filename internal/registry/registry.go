@@ -15,6 +15,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -121,7 +122,7 @@ func New(actors ...Actor) (Registry, error) {
 			return r, bad("a name is lower case letters, digits and dashes, starting with a letter")
 		case names[a.Name]:
 			return r, bad("declared twice")
-		case keys[a.StateKey] || a.StateKey == protocol.SupervisorKey:
+		case keys[a.StateKey] || a.StateKey == protocol.SupervisorKey || strings.HasPrefix(a.StateKey, protocol.SupervisorKey+"."):
 			return r, bad("state key %q is taken", a.StateKey)
 		case a.Kind != Producer && a.Kind != Processor:
 			return r, bad("kind %q: want producer or processor", a.Kind)

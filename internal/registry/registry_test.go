@@ -67,6 +67,7 @@ func TestNewRefuses(t *testing.T) {
 		{"consumer taken", []Actor{{Name: "y", Kind: Processor, Progress: "n", Inputs: []protocol.Input{in}}, {Name: "z", Kind: Processor, Progress: "n", Inputs: []protocol.Input{in}}}},
 		{"state key taken", []Actor{ok, {Name: "z", StateKey: "x", Kind: Producer, Progress: "n", Outputs: ok.Outputs}}},
 		{"supervisor's key", []Actor{{Name: "supervisor", Kind: Producer, Progress: "n", Outputs: ok.Outputs}}},
+		{"supervisor's probe key", []Actor{{Name: "y", StateKey: protocol.ProbeKey, Kind: Producer, Progress: "n", Outputs: ok.Outputs}}},
 		{"no progress", []Actor{{Name: "y", Kind: Producer, Outputs: ok.Outputs}}},
 		{"reserved metric", []Actor{{Name: "y", Kind: Producer, Progress: "n", Outputs: ok.Outputs, Metrics: []Metric{{Name: "robust_actor_up", Counter: "n"}}}}},
 		{"metric twice", []Actor{{Name: "y", Kind: Producer, Progress: "n", Outputs: ok.Outputs, Metrics: []Metric{{Name: "robust_y_total", Counter: "n"}, {Name: "robust_y_total", Counter: "m"}}}}},

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -93,4 +94,53 @@ func TestWatcher(t *testing.T) {
 		t.Fatalf("%d restarts tried, want 3 (two failed, one done)", n)
 	}
 	quiet("back")
+}
+
+func TestProber(t *testing.T) {
+	results := make(chan error)
+	evs := make(chan events.Event, 10)
+	failed := make(chan error, 10)
+	clock := tickClock{tick: make(chan time.Time)}
+	p := &storage.Prober{Clock: clock, Emit: func(e events.Event) { evs <- e }, Failed: func(err error) { failed <- err },
+		Try: func(context.Context) error { return <-results }}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { p.Run(ctx) })
+	defer func() { cancel(); close(results); wg.Wait() }()
+	try := func(err error) {
+		t.Helper()
+		results <- err
+		clock.tick <- time.Unix(1000, 0) // the try is handled once the tick is taken
+	}
+	none := func(what string) {
+		t.Helper()
+		select {
+		case e := <-evs:
+			t.Fatalf("%s: %T %+v", what, e, e)
+		default:
+		}
+	}
+	try(nil)
+	none("writes taken")
+	full := fmt.Errorf("%w: the state bucket took no write", storage.ErrFull)
+	try(full)
+	none("one try that says full: not yet (a server starting, a slow answer)")
+	try(nil)
+	try(full)
+	none("again one: the count starts over after a write taken")
+	try(full)
+	if e, ok := (<-evs).(events.StorageFull); !ok || e.Why != full.Error() {
+		t.Fatalf("want StorageFull saying why, got %+v", e)
+	}
+	try(full)
+	none("still full: said once")
+	try(errors.New("account info: timeout"))
+	none("cannot tell")
+	if err := <-failed; err == nil {
+		t.Fatal("Failed did not hear why it cannot tell")
+	}
+	try(nil)
+	if e, ok := (<-evs).(events.StorageBack); !ok || e.Restarted {
+		t.Fatalf("want StorageBack without a restart, got %+v", e)
+	}
 }

@@ -305,6 +305,13 @@ func (s *Supervisor) Run(ctx, abort context.Context) (*Summary, error) {
 	if disk != nil {
 		wctx, stop := context.WithCancel(context.Background())
 		g.Add(func() error { disk.Run(wctx); return nil }, func(error) { stop() })
+	} else {
+		// A server of someone else's: its store is tried, not read.
+		p := &storage.Prober{Try: s.tryStore, Emit: s.bus.Emit, Failed: func(err error) {
+			s.log.Debug("cannot tell whether the NATS store takes writes (tried again in a second)", "error", err)
+		}}
+		wctx, stop := context.WithCancel(context.Background())
+		g.Add(func() error { p.Run(wctx); return nil }, func(error) { stop() })
 	}
 	{
 		// Started before any actor: a tampering from the first moment on
@@ -360,8 +367,8 @@ func (s *Supervisor) beginRun(ctx context.Context) error {
 	}
 	if st.IDs == "" || !st.IDs.Valid() {
 		if st.IDs != "" {
-			// Messages still in the streams with the old token will be
-			// refused as foreign, and dead-lettered: replayable.
+			// Messages still in the streams with the old token are taken
+			// as before: the consumers check an ID's shape, not its token.
 			s.log.Warn("the supervisor's state held an ID token no supervisor made: made another", "token", fmt.Sprintf("%.40q", st.IDs))
 		}
 		st.IDs = protocol.NewIDs()
@@ -590,8 +597,16 @@ func (s *Supervisor) logEvent(e events.Event) {
 	case events.Started:
 		s.log.Debug("actor running", "name", e.Actor, "pid", e.PID)
 	case events.StorageFull:
+		if s.cfg.NATSURL != "" {
+			s.log.Error("the NATS server's store takes no writes: restarts wait until it does (it is the server's operator's to free space and restart JetStream or the server)", "why", e.Why, "nats", s.cfg.NATSURL)
+			break
+		}
 		s.log.Error("the NATS store is full: nothing can be written; restarts wait until space is back (free some, or grow the disk)", "why", e.Why, "free_bytes", e.Free, "dir", s.storeDir(), "min_free", s.cfg.DiskMinFree)
 	case events.StorageBack:
+		if s.cfg.NATSURL != "" {
+			s.log.Warn("the NATS server's store takes writes again: restarts resume", "nats", s.cfg.NATSURL)
+			break
+		}
 		s.log.Warn("the NATS store takes writes again: restarts resume", "free_bytes", e.Free, "jetstream_restarted", e.Restarted)
 	case events.Tampered:
 		s.log.Error("the pipeline's data was changed from outside it: values may be gone, the summary will say", "what", e.What, "op", e.Op, "by", e.By, "messages", e.Messages)

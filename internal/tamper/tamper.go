@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/robust/robust/internal/events"
+	"github.com/robust/robust/pkg/protocol"
 )
 
 // AdvisorySubject is where the server publishes an audit of every
@@ -208,8 +209,8 @@ func (w *Watcher) own(a audit) bool {
 // deleted or purged (no actor deletes its state), or a value that is no
 // JSON object (no actor writes one).
 func (w *Watcher) Entry(e jetstream.KeyValueEntry) (events.Tampered, bool) {
-	if e == nil {
-		return events.Tampered{}, false // the watch's marker: caught up
+	if e == nil || e.Key() == protocol.ProbeKey {
+		return events.Tampered{}, false // the watch's marker: caught up; the store's probe: no state
 	}
 	t := events.Tampered{Base: events.Base{At: w.now()}, What: "state key " + e.Key()}
 	switch e.Operation() {

@@ -33,8 +33,9 @@ func DecodeCrashReport(b []byte) (CrashReport, error) {
 
 // CutCrashMessage cuts msg to MaxCrashMessage bytes of valid UTF-8.
 func CutCrashMessage(msg string) string {
+	msg = strings.ToValidUTF8(msg, "\uFFFD")
 	if len(msg) <= MaxCrashMessage {
-		return strings.ToValidUTF8(msg, "\uFFFD")
+		return msg
 	}
 	return strings.ToValidUTF8(msg[:MaxCrashMessage-len("…")], "") + "…"
 }

@@ -7,16 +7,19 @@ import (
 )
 
 // IDs is the pipeline's ID token: the generator, the heartbeat and the
-// worker add it to their messages' IDs ("n-42.3fa9c1d2e0b4"), and the
-// worker and the logger take as the pipeline's own only an ID with it (or
-// with none: a message from before tokens).
+// worker add it to their messages' IDs ("n-42.3fa9c1d2e0b4"). The worker
+// and the logger take an ID of the right shape with any token or none (a
+// message from before tokens): which token it carries says nothing of its
+// value, and a token that changed (a state restored without it) must not
+// make the pipeline's own messages foreign.
 //
 // The stream's duplicate window drops a second message with an ID it holds.
 // Without the token, a number published by hand with the next producer-style
 // ID ("n-1050", from a careless admin, or an actor with a bug) would take the
 // real value's place there: the generator's 1050 would be dropped as a copy,
 // and the worker, dead-lettering the stray as out of order, would wait for
-// 1050 forever. With it, the stray is foreign and the real value lands.
+// 1050 forever. With it, the stray's ID is another, and the real value
+// lands.
 //
 // The supervisor makes the token once per pipeline (its state) and hands it
 // to each actor at Start. It is no secret from whoever reads the streams.
@@ -56,18 +59,8 @@ func (t IDs) Of(base string) string {
 	return base + "." + string(t)
 }
 
-// Check returns an ErrForeign error unless got is base with this token or
-// with none. what names the message in the error.
-func (t IDs) Check(what, got, base string) error {
-	if got == base || got == t.Of(base) {
-		return nil
-	}
-	return CheckMsgID(what, got, t.Of(base))
-}
-
 // BaseMsgID is id without a token, whatever the token: the shape of the
-// ID, for checks that do not know the pipeline's token (Decode, the
-// ledger's reading of what it finds).
+// ID, which the consumers and the ledger check.
 func BaseMsgID(id string) string {
 	i := strings.LastIndexByte(id, '.')
 	if i < 0 || !IDs(id[i+1:]).Valid() || i+1 == len(id) {

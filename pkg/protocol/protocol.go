@@ -41,10 +41,13 @@ const (
 )
 
 // StateBucket is the JetStream KV bucket holding every actor's state (key:
-// the actor name) and the supervisor's (key: SupervisorKey).
+// the actor name) and the supervisor's (key: SupervisorKey). With
+// --nats-url the supervisor also writes ProbeKey, once a second, to try the
+// server's store; no state is kept there.
 const (
 	StateBucket   = "robust_state"
 	SupervisorKey = "supervisor"
+	ProbeKey      = SupervisorKey + ".probe"
 )
 
 // Input names one stream an actor consumes, through its own durable consumer.

@@ -364,18 +364,9 @@ func TestIDTokens(t *testing.T) {
 	if got := tok.Of(base); got != "n-42.0123456789ab" || IDs("").Of(base) != base {
 		t.Fatalf("Of: %q", got)
 	}
-	for _, ok := range []string{"n-42", "n-42.0123456789ab"} {
-		if err := tok.Check("number", ok, base); err != nil || BaseMsgID(ok) != base {
-			t.Errorf("%q: %v, base %q", ok, err, BaseMsgID(ok))
-		}
-	}
-	for _, foreign := range []string{"n-42.ffffffffffff", "n-42.", "n-43", "n-42.0123456789ab.0123456789ab", ""} {
-		if err := tok.Check("number", foreign, base); !errors.Is(err, ErrForeign) {
-			t.Errorf("%q: %v, want ErrForeign", foreign, err)
-		}
-	}
 	// The base of an ID is the ID without any one valid token.
-	for id, want := range map[string]string{"n-42.ffffffffffff": "n-42", "n-42.": "n-42.", "b-3-7+256.0123456789ab": "b-3-7+256", "n-42.zz": "n-42.zz", "replay-9": "replay-9"} {
+	for id, want := range map[string]string{"n-42": "n-42", "n-42.0123456789ab": "n-42", "n-42.ffffffffffff": "n-42", "n-42.": "n-42.", "n-42.0123456789AB": "n-42.0123456789AB",
+		"n-42.0123456789ab.0123456789ab": "n-42.0123456789ab", "b-3-7+256.0123456789ab": "b-3-7+256", "n-42.zz": "n-42.zz", "replay-9": "replay-9", "": ""} {
 		if got := BaseMsgID(id); got != want {
 			t.Errorf("BaseMsgID(%q) = %q, want %q", id, got, want)
 		}
