@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(FUZZTIME) ./internal/actor/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCreds$$' -fuzztime $(FUZZTIME) ./internal/natsx/
 	$(GO) test -run '^$$' -fuzz '^FuzzSecrets$$' -fuzztime $(FUZZTIME) ./internal/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSup$$' -fuzztime $(FUZZTIME) ./internal/supervisor/
 
 clean:
 	rm -rf $(BIN) data

@@ -402,8 +402,28 @@ func loadSupFrom(ctx context.Context, kv jetstream.KeyValue) (supState, error) {
 	if err != nil {
 		return st, fmt.Errorf("load supervisor state: %w", err)
 	}
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return st, fmt.Errorf("load supervisor state: %w", err)
+	if st, err = decodeSup(e.Value()); err != nil {
+		return st, fmt.Errorf("%w: the supervisor's state (key %s) is unreadable (%v): start over with --start-over (it deletes the pipeline's streams and state), or restore the data dir from a backup", ErrDataLost, protocol.SupervisorKey, err)
+	}
+	return st, nil
+}
+
+// maxRun bounds a run number: a supervisor adds one per run; one near
+// 2^64 was written by someone else, and would wrap to 0 (no run yet).
+const maxRun = 1 << 62
+
+// decodeSup reads the supervisor's state as the bucket holds it: whoever
+// may write the key may have written it, so what it claims is bounded.
+func decodeSup(b []byte) (supState, error) {
+	var st supState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return supState{}, err
+	}
+	if st.Run > maxRun {
+		return supState{}, fmt.Errorf("run %d: no supervisor counted that far", st.Run)
+	}
+	if n := len(st.Tampered); n > maxTampered {
+		st.Tampered = st.Tampered[n-maxTampered:]
 	}
 	return st, nil
 }
