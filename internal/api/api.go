@@ -161,6 +161,11 @@ func (s *Server) Handler() http.Handler {
 			http.Error(w, "dead letter ID: want the DLQ stream sequence, a number", http.StatusBadRequest)
 			return
 		}
+		if seq == 0 {
+			// /dlq lists with ID 0 a dead letter still in an actor's outbox.
+			http.Error(w, "dead letter 0: not in the DLQ yet (an actor has it in its outbox, to publish): list again in a moment", http.StatusNotFound)
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		led := s.books(w)

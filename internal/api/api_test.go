@@ -295,6 +295,10 @@ func TestGuard(t *testing.T) {
 			}
 		}
 	}
+	// /dlq lists a dead letter still in an outbox with ID 0: showing it says so.
+	if resp := do(http.MethodGet, "/dlq/0", "", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /dlq/0: %d, want 404", resp.StatusCode)
+	}
 	// The dashboard's link sets the cookie and drops the token from the address.
 	resp := do(http.MethodGet, "/?token="+testToken, "", nil)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +138,22 @@ func TestManyDeadLetters(t *testing.T) {
 		t.Fatalf("listed %d dead letters (first %d, last %d), want %d", len(dls), dls[0].Seq, dls[len(dls)-1].Seq, n)
 	}
 	t.Logf("%d dead letters listed in %s", n, time.Since(start))
+}
+
+// The check line says "=" only when the sides are equal.
+func TestCheckLine(t *testing.T) {
+	for _, c := range []struct {
+		s    Summary
+		want string
+	}{
+		{Summary{Generated: 10, Logged: 7, Queued: 3}, "check: generated 10 = logged 7 + dead-lettered 0 + queued 3\n"},
+		{Summary{Generated: 10, Logged: 5, Queued: 3}, "check: generated 10 != logged 5 + dead-lettered 0 + queued 3\n"},
+		{Summary{Generated: 10, Logged: 5, Queued: 3, Removed: 2}, "check: generated 10 = logged 5 + dead-lettered 0 + queued 3 + removed 2\n"},
+	} {
+		var b strings.Builder
+		c.s.WriteText(&b)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("%+v wrote\n%s\nwant the line %q", c.s, b.String(), c.want)
+		}
+	}
 }

@@ -788,10 +788,14 @@ func (s *Summary) WriteText(w io.Writer) {
 	}
 	t := s.Counts
 	p("counts: fizz %d, buzz %d, fizzbuzz %d, value %d\n", t.Fizz, t.Buzz, t.FizzBuzz, t.Value)
+	eq := "="
+	if s.Generated != s.Logged+s.Dead.Total()+s.Queued+s.Removed {
+		eq = "!=" // the problems below say why
+	}
 	if s.Removed > 0 {
-		p("check: generated %d = logged %d + dead-lettered %d + queued %d + removed %d\n", s.Generated, s.Logged, s.Dead.Total(), s.Queued, s.Removed)
+		p("check: generated %d %s logged %d + dead-lettered %d + queued %d + removed %d\n", s.Generated, eq, s.Logged, s.Dead.Total(), s.Queued, s.Removed)
 	} else {
-		p("check: generated %d = logged %d + dead-lettered %d + queued %d\n", s.Generated, s.Logged, s.Dead.Total(), s.Queued)
+		p("check: generated %d %s logged %d + dead-lettered %d + queued %d\n", s.Generated, eq, s.Logged, s.Dead.Total(), s.Queued)
 	}
 	if s.OK {
 		p("no loss, no duplicates\n")

@@ -91,7 +91,7 @@ func (s *Supervisor) lostData(ctx context.Context, js jetstream.JetStream, infos
 		}
 	}
 	if sup.Run == 0 && len(held) > 0 {
-		return fmt.Errorf("%w: the state bucket %s is gone or empty but streams hold data: %s. Without the actors' states every value would be taken again or skipped: %s",
+		return fmt.Errorf("%w: the state bucket %s is gone or empty, or holds no supervisor state with a run, but streams hold data: %s. Without the actors' states every value would be taken again or skipped: %s",
 			ErrDataLost, protocol.StateBucket, strings.Join(held, ", "), how)
 	}
 	var gone []string
