@@ -4,6 +4,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -191,7 +192,7 @@ func (Worker) Check(env *actor.Env, in protocol.Input, v any, d *WorkerState) er
 			return fmt.Errorf("%w: beat %d of a run of %d beats", protocol.ErrImplausible, last, cfg.Beats)
 		case b.gap:
 			return nil
-		case b.Run == d.BeatRun && b.Beat.Beat > d.LastBeat+1:
+		case b.Run == d.BeatRun && b.Beat.Beat > d.LastBeat+1 && !d.EarlyBeats.covers(d.LastBeat+1, b.Beat.Beat):
 			return fmt.Errorf("%w: beat %d of run %d arrived where %d was next, with nothing missing before it in %s", protocol.ErrOutOfOrder, b.Beat.Beat, b.Run, d.LastBeat+1, protocol.StreamBeats)
 		case b.Run > d.BeatRun && b.Beat.Beat > 1:
 			return fmt.Errorf("%w: beat %d opens run %d, with nothing missing before it in %s", protocol.ErrOutOfOrder, b.Beat.Beat, b.Run, protocol.StreamBeats)
@@ -221,14 +222,20 @@ func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) 
 		last := b.Beat + b.Beats() - 1
 		switch {
 		case b.Run > d.BeatRun:
-			d.BeatRun, d.LastBeat = b.Run, 0
+			d.BeatRun, d.LastBeat, d.EarlyBeats = b.Run, 0, nil
 		case b.Run < d.BeatRun || last <= d.LastBeat:
 			d.Duplicates++
 			env.Log.Warn("republished beats skipped", "run", b.Run, "beats", fmt.Sprintf("%d..%d", b.Beat, last))
 			return nil
 		}
 		fresh := last - max(b.Beat-1, d.LastBeat) // a copy cut differently may overlap
+		if b.Beat > d.LastBeat+1 && d.EarlyBeats.covers(d.LastBeat+1, b.Beat) {
+			early := b.Beat - d.LastBeat - 1
+			fresh += early
+			env.Log.Warn("beats whose IDs a stray copy took counted: their copies were dead-lettered as out of order", "run", b.Run, "beats", fmt.Sprintf("%d..%d", d.LastBeat+1, b.Beat-1))
+		}
 		d.LastBeat = last
+		d.EarlyBeats = d.EarlyBeats.above(last)
 		d.Credits += fresh
 		d.Beats += fresh
 		return nil
@@ -270,21 +277,42 @@ func (w Worker) Discard(env *actor.Env, in protocol.Input, m actor.Msg, d *Worke
 		d.Credits--
 		d.DeadLettered++
 	}
-	if _, v, err := w.Decode(in, m); err == nil && w.Check(env, in, v, d) == nil {
-		switch v := v.(type) {
-		case number:
-			if v.replay == 0 && v.fresh(v.n >= d.NextValue, d.Replayed) {
-				deadAdd(&d.Dead, v.n) // its one pass; a replay dead again stays counted once
-			}
-			v.take(nil, v.n, &d.Replayed, func() { d.NextValue = max(d.NextValue, v.n+1) })
-		case beat:
-			last := v.Beat.Beat + v.Beats() - 1
-			if v.Run > d.BeatRun {
-				d.BeatRun, d.LastBeat = v.Run, last
-			} else if v.Run == d.BeatRun {
-				d.LastBeat = max(d.LastBeat, last)
-			}
+	_, v, err := w.Decode(in, m)
+	if err != nil {
+		return
+	}
+	if err := w.Check(env, in, v, d); err != nil {
+		if b, ok := v.(beat); ok && errors.Is(err, protocol.ErrOutOfOrder) && b.Run == d.BeatRun {
+			d.earlyBeats(b.Beat)
 		}
+		return
+	}
+	switch v := v.(type) {
+	case number:
+		if v.replay == 0 && v.fresh(v.n >= d.NextValue, d.Replayed) {
+			deadAdd(&d.Dead, v.n) // its one pass; a replay dead again stays counted once
+		}
+		v.take(nil, v.n, &d.Replayed, func() { d.NextValue = max(d.NextValue, v.n+1) })
+	case beat:
+		last := v.Beat.Beat + v.Beats() - 1
+		if v.Run > d.BeatRun {
+			d.BeatRun, d.LastBeat, d.EarlyBeats = v.Run, last, nil
+		} else if v.Run == d.BeatRun {
+			d.LastBeat = max(d.LastBeat, last)
+			d.EarlyBeats = d.EarlyBeats.above(d.LastBeat)
+		}
+	}
+}
+
+// earlyBeats notes b's beats as dead-lettered ahead of the next one
+// (WorkerState.EarlyBeats), as many as the bound takes.
+func (d *WorkerState) earlyBeats(b protocol.Beat) {
+	last := b.Beat + b.Beats() - 1
+	if last < b.Beat || b.Beat <= d.LastBeat+1 {
+		return // wraps around; not ahead
+	}
+	for q := b.Beat; q <= last && len(d.EarlyBeats) < maxEarlyBeats; q++ {
+		d.EarlyBeats.Add(q)
 	}
 }
 

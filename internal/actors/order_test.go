@@ -157,3 +157,54 @@ func TestResultsFollowOneAnother(t *testing.T) {
 		t.Fatalf("a result without the chain once chained: %v", err)
 	}
 }
+
+// A stray copy of a beat, ahead, with the heartbeat's ID (the admin copied
+// the token) takes the real beat's place in the duplicate window: the real
+// one never comes. The stray is dead-lettered as out of order; once the
+// beat after it comes, its beats are counted, and the worker goes on,
+// where it used to dead-letter every later beat and stall. If the real
+// beat comes after all, nothing is counted twice.
+func TestABeatsStrayCopyDoesNotStallTheWorker(t *testing.T) {
+	e := tokenEnv()
+	e.Config.Batch = 256
+	w := Worker{}
+	beat := func(n, count uint64) actor.Msg {
+		m := beatMsg(2, n, count)
+		m.Header.Set(protocol.HeaderMsgID, token.Of(protocol.BeatMsgID(protocol.Beat{Run: 2, Beat: n, Count: count})))
+		return m
+	}
+	d := &WorkerState{BeatRun: 2, LastBeat: 338}
+	if _, err := take(t, w, e, protocol.WorkerBeats, beat(340, 0), d); !errors.Is(err, protocol.ErrOutOfOrder) || d.Credits != 0 {
+		t.Fatalf("the stray beat 340: %v, %d credits", err, d.Credits)
+	}
+	saved := *d
+	for _, n := range []uint64{339, 341} { // the real 340 was dropped as its copy
+		if _, err := take(t, w, e, protocol.WorkerBeats, beat(n, 0), d); err != nil {
+			t.Fatalf("beat %d: %v", n, err)
+		}
+	}
+	if d.Credits != 3 || d.Beats != 3 || d.LastBeat != 341 || d.EarlyBeats != nil {
+		t.Fatalf("after 339 and 341: %+v, want 3 beats counted and none early", d)
+	}
+	d = &saved // the real 340 came after all
+	for _, n := range []uint64{339, 340, 341} {
+		if _, err := take(t, w, e, protocol.WorkerBeats, beat(n, 0), d); err != nil {
+			t.Fatalf("beat %d: %v", n, err)
+		}
+	}
+	if d.Credits != 3 || d.Beats != 3 || d.EarlyBeats != nil {
+		t.Fatalf("after 339, 340 and 341: %+v, want 3 beats counted", d)
+	}
+	// Beats ahead of one that never was a stray's are still out of order;
+	// early beats are kept to their bound.
+	d = &WorkerState{BeatRun: 2, LastBeat: 10}
+	if _, err := take(t, w, e, protocol.WorkerBeats, beat(13, 0), d); !errors.Is(err, protocol.ErrOutOfOrder) {
+		t.Fatalf("beat 13 after 10: %v", err)
+	}
+	for b := uint64(100); b < 100+8*256; b += 256 {
+		_, _ = take(t, w, e, protocol.WorkerBeats, beat(b, 256), d)
+	}
+	if len(d.EarlyBeats) != maxEarlyBeats {
+		t.Fatalf("%d early beats kept, want the bound %d", len(d.EarlyBeats), maxEarlyBeats)
+	}
+}

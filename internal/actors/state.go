@@ -43,6 +43,12 @@ type WorkerState struct {
 	// results whose sources it did not keep).
 	LastResult uint64 `json:"last_result,omitempty"`
 	Chained    bool   `json:"chained,omitempty"`
+	// EarlyBeats: beats of BeatRun past LastBeat+1 that were dead-lettered
+	// as out of order. A stray copy of a beat with the heartbeat's ID takes
+	// the real one's place in the duplicate window, and the real one never
+	// comes: once the beat after them comes, they are counted (at most
+	// maxEarlyBeats are kept).
+	EarlyBeats Seqs `json:"early_beats,omitempty"`
 	// Replayed lists the dead letters (DLQ sequences) whose replays the
 	// worker took, applied or dead-lettered again: a copy is skipped.
 	Replayed Seqs `json:"replayed,omitempty"`
@@ -131,6 +137,40 @@ func (t *Tally) count(k protocol.Kind) *uint64 {
 
 // Seqs is a sorted set of sequence numbers.
 type Seqs []uint64
+
+// maxEarlyBeats bounds WorkerState.EarlyBeats.
+const maxEarlyBeats = 1024
+
+// covers reports whether s holds every q in [from, to).
+func (s Seqs) covers(from, to uint64) bool {
+	if to <= from {
+		return true
+	}
+	if to-from > uint64(len(s)) {
+		return false
+	}
+	for q := from; q < to; q++ {
+		if !s.Has(q) {
+			return false
+		}
+	}
+	return true
+}
+
+// above is s without the values up to q (a new slice, or nil).
+func (s Seqs) above(q uint64) Seqs {
+	i, ok := slices.BinarySearch(s, q)
+	if ok {
+		i++
+	}
+	if i >= len(s) {
+		return nil
+	}
+	if i == 0 {
+		return s
+	}
+	return slices.Clone(s[i:])
+}
 
 // Has reports whether s holds q.
 func (s Seqs) Has(q uint64) bool {

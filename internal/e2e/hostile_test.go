@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/robust/robust/internal/actors"
 	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -22,7 +25,9 @@ import (
 // (it used to move the worker's mark and skip every real value below it),
 // a number a little ahead of the generator with a producer's ID (it used
 // to take the real value's place in the duplicate window: the worker then
-// waited for that value forever), a result claiming a source far ahead (it
+// waited for that value forever), a beat a little ahead with the
+// heartbeat's very ID, token and all (it stalled the worker for good), a
+// result claiming a source far ahead (it
 // used to move the logger's mark past every real result below it),
 // a number of about 1 MB and a result of 800 kB (they used to grow the
 // actors' state past the server's maximum payload and wedge the data dir),
@@ -74,6 +79,14 @@ func TestHostileInput(t *testing.T) {
 	publish(protocol.SubjectNumbers, []byte(nearText), header(protocol.HeaderMsgID, protocol.NumberMsgID(near)))
 	publish(protocol.SubjectResults, protocol.EncodeResult(protocol.FizzBuzz(3)),
 		header(protocol.HeaderMsgID, protocol.ResultMsgID(3), protocol.HeaderSourceSequence, "1000000000"))
+	// A beat a little ahead with the heartbeat's own ID, token and all
+	// (copied from the supervisor's state): the real beat is dropped as its
+	// copy, and the worker must not wait for it forever.
+	ids := supervisorIDs(t, js)
+	run := counterOf(t, js, protocol.Heartbeat, func(d *actors.HeartbeatState) uint64 { return d.Run })
+	nearBeat := protocol.Beat{Run: run, Beat: counterOf(t, js, protocol.Heartbeat, func(d *actors.HeartbeatState) uint64 { return d.Beats }) + 20}
+	nearBeatText := string(protocol.EncodeBeat(nearBeat))
+	publish(protocol.SubjectBeats, []byte(nearBeatText), header(protocol.HeaderMsgID, ids.Of(protocol.BeatMsgID(nearBeat))))
 	b := protocol.Beat{Run: 1, Beat: 1, Count: 1 << 40}
 	publish(protocol.SubjectBeats, protocol.EncodeBeat(b), header(protocol.HeaderMsgID, protocol.BeatMsgID(b)))
 	bigText := strings.Repeat("x", 800*1000)
@@ -96,9 +109,13 @@ func TestHostileInput(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, 60*time.Second, "seven dead letters", func() bool {
+	waitFor(t, 60*time.Second, "eight dead letters", func() bool {
 		info, err := dlq.Info(context.Background())
-		return err == nil && info.State.Msgs >= 7
+		return err == nil && info.State.Msgs >= 8
+	})
+	// The beats go on past the one whose place the stray copy took.
+	waitFor(t, 60*time.Second, "the worker to take beats past the stray's", func() bool {
+		return counterOf(t, js, protocol.Worker, func(d *actors.WorkerState) uint64 { return d.LastBeat }) > nearBeat.Beat+10
 	})
 	// The real value the stray number named lands and is taken.
 	waitFor(t, 60*time.Second, "the worker to go past the stray's value", func() bool { _, v := progress(t, js, protocol.Worker); return v > near+10 })
@@ -120,6 +137,7 @@ func TestHostileInput(t *testing.T) {
 		`{"run":1,"beat":1`:     "implausible: a beat message carrying 1099511627776 beats",
 		`{"value":7,"kind":"va`: "malformed: result",
 		nearText:                "out-of-order: number " + nearText,
+		nearBeatText:            fmt.Sprintf("out-of-order: beat %d of run %d", nearBeat.Beat, run),
 		`{"value":3,`:           "out-of-order: result 3 from source 1000000000",
 	}
 	if len(s.DeadLettered) != len(want) {
@@ -151,4 +169,33 @@ func TestHostileInput(t *testing.T) {
 	if s.Logged == 0 || s.Logged != s.Processed {
 		t.Fatalf("logged %d of %d processed", s.Logged, s.Processed)
 	}
+}
+
+// counterOf reads one field of an actor's state.
+func counterOf[D any](t testing.TB, js jetstream.JetStream, name string, f func(*D) uint64) uint64 {
+	t.Helper()
+	_, v := counters(t, js, name, f)
+	return v
+}
+
+// supervisorIDs reads the pipeline's ID token from the supervisor's state.
+func supervisorIDs(t testing.TB, js jetstream.JetStream) protocol.IDs {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, protocol.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(ctx, protocol.SupervisorKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		IDs protocol.IDs `json:"ids"`
+	}
+	if err := json.Unmarshal(e.Value(), &st); err != nil || st.IDs == "" {
+		t.Fatalf("the supervisor's state holds no ID token: %v", err)
+	}
+	return st.IDs
 }
