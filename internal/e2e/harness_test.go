@@ -242,15 +242,21 @@ func counters[D any](t testing.TB, js jetstream.JetStream, name string, f func(*
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, protocol.StateBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := actor.LoadState[D](ctx, kv, name)
+	st, err := actor.LoadState[D](ctx, stateBucket(ctx, t, js), name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return st.Starts, f(&st.Data)
+}
+
+// stateBucket opens the state bucket.
+func stateBucket(ctx context.Context, t testing.TB, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.KeyValue(ctx, protocol.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }
 
 // progress reads the counter that grows while an actor works.

@@ -183,11 +183,7 @@ func supervisorIDs(t testing.TB, js jetstream.JetStream) protocol.IDs {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, protocol.StateBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := kv.Get(ctx, protocol.SupervisorKey)
+	e, err := stateBucket(ctx, t, js).Get(ctx, protocol.SupervisorKey)
 	if err != nil {
 		t.Fatal(err)
 	}
