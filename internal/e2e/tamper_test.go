@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -176,6 +178,11 @@ func TestTampering(t *testing.T) {
 // gapLogged sums the stream sequences the worker logged it jumped
 // ("messages left the stream before this actor took them", from_seq to
 // to_seq).
+var (
+	fromSeqField = regexp.MustCompile(`\bfrom_seq=(\d+)`)
+	toSeqField   = regexp.MustCompile(`\bto_seq=(\d+)`)
+)
+
 func gapLogged(t *testing.T, log string) uint64 {
 	t.Helper()
 	var n uint64
@@ -183,13 +190,15 @@ func gapLogged(t *testing.T, log string) uint64 {
 		if !strings.Contains(line, "messages left the stream before this actor took them") || !strings.Contains(line, "actor=worker") {
 			continue
 		}
-		var from, to uint64
-		i := strings.Index(line, "from_seq=")
-		if i < 0 {
-			t.Fatalf("no from_seq in %q", line)
+		// The supervisor relays an actor's attributes in no set order.
+		f, t1 := fromSeqField.FindStringSubmatch(line), toSeqField.FindStringSubmatch(line)
+		if f == nil || t1 == nil {
+			t.Fatalf("cannot read the gap in %q", line)
 		}
-		if _, err := fmt.Sscanf(line[i:], "from_seq=%d to_seq=%d", &from, &to); err != nil || to < from {
-			t.Fatalf("cannot read the gap in %q: %v", line, err)
+		from, err1 := strconv.ParseUint(f[1], 10, 64)
+		to, err2 := strconv.ParseUint(t1[1], 10, 64)
+		if err1 != nil || err2 != nil || to < from {
+			t.Fatalf("cannot read the gap in %q", line)
 		}
 		n += to - from + 1
 	}
