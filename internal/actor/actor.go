@@ -37,7 +37,8 @@ var (
 type Env struct {
 	Config protocol.ActorConfig
 	Log    *slog.Logger
-	Starts uint64 // persisted start count, this start included
+	Starts uint64           // persisted start count, this start included
+	Now    func() time.Time // the clock: time.Now unless a test sets another
 }
 
 // Msg is one delivery, as a behaviour sees it.

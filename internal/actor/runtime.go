@@ -55,7 +55,7 @@ func newCore[D any](cfg protocol.ActorConfig, log *slog.Logger, beh Behaviour[D]
 		cfg.StateKey = cfg.Actor
 	}
 	c := &core[D]{
-		env:  Env{Config: cfg, Log: log},
+		env:  Env{Config: cfg, Log: log, Now: time.Now},
 		plan: plan,
 		topo: natsx.Topology{Queue: cfg.Queue},
 		beh:  beh,

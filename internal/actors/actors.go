@@ -103,6 +103,9 @@ func (h Heartbeat) Next(env *actor.Env, d *HeartbeatState, i int) (actor.Keys, a
 		beat.Count = count
 	}
 	out := actor.Out{Subject: protocol.SubjectBeats, MsgID: env.Config.IDs.Of(protocol.BeatMsgID(beat)), Data: protocol.EncodeBeat(beat)}
+	if env.Config.Rate > 0 && env.Now != nil { // paced: the start of each value's latency
+		out.Header = nats.Header{protocol.HeaderBeatTime: {protocol.FormatBeatTime(env.Now())}}
+	}
 	return actor.Keys{From: first, To: first + count - 1}, out, true
 }
 
@@ -139,6 +142,7 @@ type number struct {
 type beat struct {
 	protocol.Beat
 	gap bool
+	at  int64 // HeaderBeatTime, or 0
 }
 
 // shapeID returns an ErrForeign error unless id has the shape of base, with
@@ -159,7 +163,11 @@ func (Worker) Decode(in protocol.Input, m actor.Msg) (uint64, any, error) {
 		if err == nil {
 			err = shapeID("beat", id, protocol.BeatMsgID(b))
 		}
-		return actor.NoKey, beat{Beat: b, gap: m.Gap}, err // faults refer to numbers, not beats
+		at, _, terr := protocol.ParseBeatTime(m.Header)
+		if err == nil {
+			err = terr
+		}
+		return actor.NoKey, beat{Beat: b, gap: m.Gap, at: at}, err // faults refer to numbers, not beats
 	}
 	n, err := protocol.DecodeNumber(m.Data)
 	if err != nil {
@@ -238,6 +246,7 @@ func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) 
 		d.EarlyBeats = d.EarlyBeats.above(last)
 		d.Credits += fresh
 		d.Beats += fresh
+		d.credit(v.(beat).at, fresh)
 		return nil
 	}
 	num := v.(number)
@@ -261,6 +270,9 @@ func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) 
 		h.Set(protocol.HeaderAfterSource, strconv.FormatUint(d.LastResult, 10))
 	}
 	d.LastResult, d.Chained = num.seq, true
+	if at := d.spend(); at > 0 {
+		h.Set(protocol.HeaderBeatTime, strconv.FormatInt(at, 10))
+	}
 	d.Credits--
 	d.Processed++
 	r := protocol.FizzBuzz(num.n)
@@ -274,6 +286,7 @@ func (w Worker) Apply(env *actor.Env, in protocol.Input, v any, d *WorkerState) 
 // of a dead letter is not taken later.
 func (w Worker) Discard(env *actor.Env, in protocol.Input, m actor.Msg, d *WorkerState) {
 	if in == protocol.WorkerNumbers {
+		d.spend()
 		d.Credits--
 		d.DeadLettered++
 	}

@@ -405,3 +405,67 @@ func tallyOfValues(vs ...uint64) Tally {
 	}
 	return t
 }
+
+// Paced, each beat carries its send time (HeaderBeatTime) and the result
+// of the number it moved carries it on, oldest credit first; a beat
+// without a time moves a number whose result has none.
+func TestWorkerCarriesBeatTimes(t *testing.T) {
+	h, e := Heartbeat{}, env(time.Millisecond, 0)
+	sent := time.Unix(1_800_000_000, 123)
+	e.Now = func() time.Time { return sent }
+	_, out, _ := h.Next(e, &HeartbeatState{Run: 2}, 0)
+	if got := out.Header.Get(protocol.HeaderBeatTime); got != "1800000000000000123" {
+		t.Fatalf("a paced beat's %s = %q", protocol.HeaderBeatTime, got)
+	}
+	if _, out, _ := h.Next(env(0, 0), &HeartbeatState{Run: 2}, 0); out.Header != nil {
+		t.Fatalf("an unpaced beat carries headers %v: its time says nothing", out.Header)
+	}
+
+	w, d := Worker{}, &WorkerState{}
+	timed := func(beat uint64, at string) actor.Msg {
+		m := beatMsg(2, beat, 0)
+		if at != "" {
+			m.Header.Set(protocol.HeaderBeatTime, at)
+		}
+		return m
+	}
+	apply(t, w, protocol.WorkerBeats, timed(1, ""), d) // untimed: the oldest credit
+	for b := uint64(2); b <= 4; b++ {
+		apply(t, w, protocol.WorkerBeats, timed(b, strconv.FormatUint(100*b, 10)), d)
+	}
+	var got []string
+	for n := range uint64(3) {
+		outs := apply(t, w, protocol.WorkerNumbers, numberMsg(strconv.FormatUint(n, 10), 10+n), d)
+		got = append(got, outs[0].Header.Get(protocol.HeaderBeatTime))
+	}
+	w.Discard(env(0, 0), protocol.WorkerNumbers, numberMsg("x", 13), d) // spends beat 4's credit
+	if want := []string{"", "200", "300"}; !slices.Equal(got, want) || d.Credits != 0 || d.Paced != nil {
+		t.Fatalf("results carry beat times %q, want %q; state %+v", got, want, d)
+	}
+
+	// Banked credits: at most maxPaced spans, the oldest merged under the
+	// older time (never a later one).
+	for b := uint64(5); b < 5+2*maxPaced; b++ {
+		apply(t, w, protocol.WorkerBeats, timed(b, strconv.FormatUint(1000+b, 10)), d)
+	}
+	if len(d.Paced) > maxPaced || d.Paced[0].At != 1005 {
+		t.Fatalf("%d spans, the first %+v: want at most %d, the oldest time first", len(d.Paced), d.Paced[0], maxPaced)
+	}
+	first := apply(t, w, protocol.WorkerNumbers, numberMsg("3", 14), d)
+	if at := first[0].Header.Get(protocol.HeaderBeatTime); at != "1005" {
+		t.Fatalf("the oldest banked credit's time %q, want 1005", at)
+	}
+
+	for _, bad := range []string{"-5", "0", "+12", "12x", "99999999999999999999", ""} {
+		m := beatMsg(2, 99, 0)
+		m.Header[protocol.HeaderBeatTime] = []string{bad}
+		if _, _, err := w.Decode(protocol.WorkerBeats, m); !errors.Is(err, protocol.ErrMalformed) {
+			t.Errorf("a beat with %s %q: error %v, want malformed", protocol.HeaderBeatTime, bad, err)
+		}
+	}
+	m := timed(99, "5")
+	m.Header.Add(protocol.HeaderBeatTime, "6")
+	if _, _, err := w.Decode(protocol.WorkerBeats, m); !errors.Is(err, protocol.ErrMalformed) {
+		t.Errorf("a beat with two times: error %v, want malformed", err)
+	}
+}

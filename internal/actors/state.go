@@ -61,6 +61,84 @@ type WorkerState struct {
 	// the supervisor counts it from the DLQ (ledger.CountDead) before the
 	// actor starts.
 	Dead *Tally `json:"dead,omitempty"`
+	// Paced holds the times of the beats behind the newest credits
+	// (HeaderBeatTime), oldest first, PacedUsed of the first span's
+	// credits spent: a number spending a credit carries its beat's time
+	// to its result. Credits older than every span have no time (their
+	// beats had none). Never written in place (a shallow copy of the
+	// state shares it); at most maxPaced spans, the oldest two merged
+	// past that under the older time, so a latency is never understated.
+	Paced     []Paced `json:"paced,omitempty"`
+	PacedUsed uint64  `json:"paced_used,omitempty"`
+}
+
+// Paced is n credits granted by beats sent at At (Unix nanoseconds).
+type Paced struct {
+	At int64  `json:"at"`
+	N  uint64 `json:"n"`
+}
+
+// maxPaced bounds WorkerState.Paced: credits bank up only when numbers
+// lag behind beats, and then their times matter less than the state's
+// size.
+const maxPaced = 16
+
+// credit notes n credits granted by beats sent at at (0: no time).
+func (d *WorkerState) credit(at int64, n uint64) {
+	if n == 0 {
+		return
+	}
+	d.trimPaced()
+	if at == 0 { // beats without a time: what came before is no longer the newest
+		d.Paced, d.PacedUsed = nil, 0
+		return
+	}
+	p := append(slices.Clip(d.Paced), Paced{At: at, N: n})
+	if len(p) > maxPaced {
+		merged := Paced{At: p[0].At, N: p[0].N - d.PacedUsed + p[1].N}
+		p = append([]Paced{merged}, p[2:]...)
+		d.PacedUsed = 0
+	}
+	d.Paced = p
+}
+
+// spend takes the oldest credit's beat time (0 if it has none), before
+// Credits goes down by one.
+func (d *WorkerState) spend() int64 {
+	d.trimPaced()
+	var timed uint64
+	for _, p := range d.Paced {
+		timed += p.N
+	}
+	timed -= min(d.PacedUsed, timed)
+	if len(d.Paced) == 0 || timed < d.Credits {
+		return 0 // the oldest credit is older than the times kept
+	}
+	// More timed credits than credits (a state edited by hand): the
+	// oldest times are of credits spent already.
+	for timed > d.Credits && len(d.Paced) > 0 {
+		drop := min(d.Paced[0].N-d.PacedUsed, timed-d.Credits)
+		timed -= drop
+		d.PacedUsed += drop
+		d.trimPaced()
+	}
+	if len(d.Paced) == 0 || d.Credits == 0 {
+		return 0
+	}
+	at := d.Paced[0].At
+	d.PacedUsed++
+	d.trimPaced()
+	return at
+}
+
+// trimPaced drops spans whose credits are all spent.
+func (d *WorkerState) trimPaced() {
+	for len(d.Paced) > 0 && d.PacedUsed >= d.Paced[0].N {
+		d.Paced, d.PacedUsed = d.Paced[1:], d.PacedUsed-d.Paced[0].N
+	}
+	if len(d.Paced) == 0 {
+		d.Paced, d.PacedUsed = nil, 0
+	}
 }
 
 // LoggerState is the logger's tally of every result it logged.

@@ -36,8 +36,15 @@ import (
 // a position; fetch them and ack, publish their results the same way, save;
 // fetch the results and ack, save. The server is embedded in this process,
 // with the pipeline's stream configuration and authentication, on file
-// storage in dir.
-func Baseline(ctx context.Context, dir string, n uint64, batch int) (time.Duration, error) {
+// storage in dir. The CPU time is this process's over the whole call,
+// server included.
+func Baseline(ctx context.Context, dir string, n uint64, batch int) (wall, cpu time.Duration, err error) {
+	cpu0 := proc.Rusage(syscall.RUSAGE_SELF)
+	wall, err = baseline(ctx, dir, n, batch)
+	return wall, proc.Rusage(syscall.RUSAGE_SELF) - cpu0, err
+}
+
+func baseline(ctx context.Context, dir string, n uint64, batch int) (time.Duration, error) {
 	// Authenticated as the pipeline is: the embedded server's accounts
 	// and users, the baseline connecting as the supervisor (an nkey).
 	keys, err := auth.Open(dir, registry.Default().Names())
@@ -187,6 +194,12 @@ type Run struct {
 	Flow    time.Duration     // from the first value logged to the last
 	Flowed  uint64            // values logged within Flow
 	PeakRSS map[string]uint64 // bytes, per process name
+	// CPU is the user and system time of the supervisor (with its embedded
+	// server) and of every actor process it ran, start to exit.
+	CPU time.Duration
+	// CPUOf is each process's share of CPU as last sampled (every 50 ms;
+	// a replaced actor's predecessors are not in it).
+	CPUOf map[string]time.Duration
 }
 
 // Pipeline runs bin/supervisor unpaced without faults on n values, on its
@@ -208,11 +221,12 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 	}
 	defer out.Close()
 	cmd.Stdout, cmd.Stderr = out, out
+	cpu0 := proc.Rusage(syscall.RUSAGE_CHILDREN)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	run := &Run{PeakRSS: map[string]uint64{}}
+	run := &Run{PeakRSS: map[string]uint64{}, CPUOf: map[string]time.Duration{}}
 	var mu sync.Mutex
 	done := make(chan struct{})
 	sampled := make(chan struct{})
@@ -223,9 +237,11 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 		for {
 			mu.Lock()
 			run.PeakRSS["supervisor"] = max(run.PeakRSS["supervisor"], proc.PeakRSS(cmd.Process.Pid))
+			run.CPUOf["supervisor"] = max(run.CPUOf["supervisor"], proc.CPU(cmd.Process.Pid))
 			for _, a := range registry.Default().Names() {
 				if pid := proc.Child(cmd.Process.Pid, a); pid > 0 {
 					run.PeakRSS[a] = max(run.PeakRSS[a], proc.PeakRSS(pid))
+					run.CPUOf[a] = max(run.CPUOf[a], proc.CPU(pid))
 				}
 			}
 			mu.Unlock()
@@ -271,6 +287,7 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 	}()
 	err = cmd.Wait()
 	run.Wall = time.Since(start)
+	run.CPU = proc.Rusage(syscall.RUSAGE_CHILDREN) - cpu0
 	close(done)
 	<-sampled
 	select {
@@ -394,13 +411,23 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 
 // stateBucket connects to the pipeline on port once it is up.
 func stateBucket(ctx context.Context, dir string, port int) (jetstream.KeyValue, func(), error) {
+	nc, kv, err := connect(ctx, dir, port)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kv, nc.Close, nil
+}
+
+// connect connects as the admin to the pipeline on port once its state
+// bucket is there.
+func connect(ctx context.Context, dir string, port int) (*nats.Conn, jetstream.KeyValue, error) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		nc, js, err := auth.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port), dir, auth.Admin, "bench")
 		if err == nil {
 			kv, err := js.KeyValue(ctx, protocol.StateBucket)
 			if err == nil {
-				return kv, nc.Close, nil
+				return nc, kv, nil
 			}
 			nc.Close()
 		}
@@ -409,6 +436,140 @@ func stateBucket(ctx context.Context, dir string, port int) (jetstream.KeyValue,
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Latency runs the pipeline paced, a beat every rate, for beats beats and
+// returns, for each value, the time from its beat's send to the logger's
+// commit of its result: the send time is the result's HeaderBeatTime (the
+// worker carries it from the beat that moved the value), the commit is
+// the first update of the logger's state whose LastSource covers the
+// result, as a watch of the state bucket sees it (so the figure includes
+// the watch's own delivery, well under a millisecond on one machine).
+// Values whose beat was sent before the logger's first commit are left
+// out: they waited for the pipeline to start, not for each other.
+func Latency(ctx context.Context, binDir, dir string, beats uint64, rate time.Duration) ([]time.Duration, error) {
+	if rate < time.Millisecond {
+		return nil, fmt.Errorf("a beat every %s: the supervisor's --rate counts whole milliseconds", rate)
+	}
+	port, err := natsx.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "supervisor"),
+		"--rate", strconv.FormatInt(rate.Milliseconds(), 10), "--beats", strconv.FormatUint(beats, 10), "--faults", "none",
+		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn", "--http", "")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	out, err := os.CreateTemp(dir, "supervisor-*.log")
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		<-exited
+	}
+	nc, kv, err := connect(ctx, dir, port)
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	defer nc.Close()
+
+	// Each result as the worker publishes it: its source and beat time.
+	type sent struct{ source, at uint64 }
+	results := make(chan sent, 1<<16)
+	malformed := make(chan string, 1)
+	sub, err := nc.Subscribe(protocol.SubjectResults, func(m *nats.Msg) {
+		src, err1 := strconv.ParseUint(m.Header.Get(protocol.HeaderSourceSequence), 10, 64)
+		at, ok, err2 := protocol.ParseBeatTime(m.Header)
+		if err1 != nil || err2 != nil || !ok {
+			select {
+			case malformed <- fmt.Sprintf("a result without a source or beat time: headers %v", m.Header):
+			default:
+			}
+			return
+		}
+		results <- sent{src, uint64(at)}
+	})
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	w, err := kv.Watch(ctx, protocol.Logger, jetstream.UpdatesOnly())
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	defer w.Stop()
+
+	var lat []time.Duration
+	var waiting []sent // published, not yet seen committed, in source order
+	var first int64    // the logger's first commit
+	logged := uint64(0)
+	timeout := time.After(time.Duration(beats)*rate + time.Minute)
+	running := exited // nil once the supervisor has exited
+	for logged < beats {
+		select {
+		case r := <-results:
+			waiting = append(waiting, r)
+		case e := <-w.Updates():
+			if e == nil {
+				continue
+			}
+			now := time.Now().UnixNano()
+			var st actor.State[actors.LoggerState]
+			if err := unmarshal(e.Value(), &st); err != nil {
+				continue
+			}
+			// Results published before this commit but not yet received
+			// here are taken first: the subscription may trail the watch.
+			for drained := false; !drained; {
+				select {
+				case r := <-results:
+					waiting = append(waiting, r)
+				default:
+					drained = true
+				}
+			}
+			if first == 0 && st.Data.Tally.Total() > 0 {
+				first = now
+			}
+			i := 0
+			for ; i < len(waiting) && waiting[i].source <= st.Data.LastSource; i++ {
+				if int64(waiting[i].at) >= first {
+					lat = append(lat, time.Duration(now-int64(waiting[i].at)))
+				}
+			}
+			waiting = waiting[i:]
+			logged = st.Data.Tally.Total()
+		case m := <-malformed:
+			stop()
+			return nil, errors.New(m)
+		case err := <-running:
+			exited <- err // for stop
+			// The run is over: the watch may trail the exit a little.
+			timeout, running = time.After(2*time.Second), nil
+			if err != nil {
+				return lat, fmt.Errorf("supervisor: %w (log in %s)", err, out.Name())
+			}
+		case <-timeout:
+			stop()
+			return lat, fmt.Errorf("%d of %d values logged in time", logged, beats)
+		}
+	}
+	if err := <-exited; err != nil {
+		return lat, fmt.Errorf("supervisor: %w (log in %s)", err, out.Name())
+	}
+	return lat, nil
 }
 
 func unmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -1,5 +1,5 @@
 // Package proc reads Linux's /proc: which processes run, with their parent
-// and name. The chaos driver and the end-to-end tests find actors with it.
+// and name, their memory and CPU time. The chaos driver and the end-to-end tests find actors with it.
 package proc
 
 import (
@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // Process is one running process.
@@ -68,4 +70,42 @@ func PeakRSS(pid int) uint64 {
 		}
 	}
 	return 0
+}
+
+// clockTick is the unit of /proc/<pid>/stat's times: USER_HZ, 100 on every
+// Linux a Go program runs on (sysconf(_SC_CLK_TCK) needs cgo to ask).
+const clockTick = 10 * time.Millisecond
+
+// CPU is the user plus system time a process has used so far (its own
+// threads, not its children), or 0 if it is gone.
+func CPU(pid int) time.Duration {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	closing := strings.LastIndexByte(s, ')')
+	if closing < 0 {
+		return 0
+	}
+	// After the name: state(3) ppid(4) ... utime(14) stime(15).
+	fields := strings.Fields(s[closing+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseUint(fields[11], 10, 64)
+	stime, _ := strconv.ParseUint(fields[12], 10, 64)
+	return time.Duration(utime+stime) * clockTick
+}
+
+// Rusage is the CPU time (user plus system) of this process (who is
+// syscall.RUSAGE_SELF) or of its waited-for descendants
+// (syscall.RUSAGE_CHILDREN: a child's time counts once it has been reaped,
+// with the time of the children it reaped itself).
+func Rusage(who int) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(who, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // The four actors' names, as they appear on the wire: the suffix of each
@@ -99,7 +100,39 @@ const (
 	// is below its consumer's position marks, so the consumer takes it by
 	// this ID instead, once: it keeps the replays it took in its state.
 	HeaderReplay = "Robust-Replay"
+	// HeaderBeatTime is on each beat message: when the heartbeat sent it,
+	// in nanoseconds since 1970 (UTC). The worker copies it onto the
+	// result of each number the beat moved, so the time from a beat to
+	// the logger's commit of its value can be measured (`make bench`'s
+	// latency figures). Informational: it decides nothing, but a beat
+	// whose time is not such a number is malformed.
+	HeaderBeatTime = "Robust-Beat-Time"
 )
+
+// FormatBeatTime is t as HeaderBeatTime carries it.
+func FormatBeatTime(t time.Time) string { return strconv.FormatInt(t.UnixNano(), 10) }
+
+// ParseBeatTime reads HeaderBeatTime from h: ok is false without one; an
+// error (ErrMalformed) for more than one, or one that is not a positive
+// decimal of at most 19 digits.
+func ParseBeatTime(h map[string][]string) (t int64, ok bool, err error) {
+	vs := h[HeaderBeatTime]
+	switch {
+	case len(vs) == 0:
+		return 0, false, nil
+	case len(vs) > 1:
+		return 0, true, fmt.Errorf("%w: %d %s headers: want one", ErrMalformed, len(vs), HeaderBeatTime)
+	}
+	v := vs[0]
+	if len(v) > 19 {
+		return 0, true, fmt.Errorf("%w: header %s: %d digits: want at most 19", ErrMalformed, HeaderBeatTime, len(v))
+	}
+	t, err = strconv.ParseInt(v, 10, 64)
+	if err != nil || t <= 0 || v[0] == '+' {
+		return 0, true, fmt.Errorf("%w: header %s %q: want nanoseconds since 1970", ErrMalformed, HeaderBeatTime, v)
+	}
+	return t, true, nil
+}
 
 // Message IDs: stable for one logical message, so that a republish after a
 // crash is dropped by the stream's duplicate window. These are the IDs'

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"testing"
+	"time"
 )
 
 func TestClassify(t *testing.T) {
@@ -369,6 +370,22 @@ func TestIDTokens(t *testing.T) {
 		"n-42.0123456789ab.0123456789ab": "n-42.0123456789ab", "b-3-7+256.0123456789ab": "b-3-7+256", "n-42.zz": "n-42.zz", "replay-9": "replay-9", "": ""} {
 		if got := BaseMsgID(id); got != want {
 			t.Errorf("BaseMsgID(%q) = %q, want %q", id, got, want)
+		}
+	}
+}
+
+func TestBeatTime(t *testing.T) {
+	at := time.Date(2026, 12, 6, 5, 0, 0, 7, time.UTC)
+	got, ok, err := ParseBeatTime(map[string][]string{HeaderBeatTime: {FormatBeatTime(at)}})
+	if err != nil || !ok || got != at.UnixNano() {
+		t.Fatalf("round trip of %v: %d %v %v", at, got, ok, err)
+	}
+	if _, ok, err := ParseBeatTime(map[string][]string{}); ok || err != nil {
+		t.Fatalf("no header: ok %v, error %v", ok, err)
+	}
+	for _, bad := range [][]string{{"0"}, {"-1"}, {"+1"}, {"1e9"}, {" 1"}, {"12345678901234567890"}, {"1", "2"}, {""}} {
+		if _, _, err := ParseBeatTime(map[string][]string{HeaderBeatTime: bad}); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s %q: error %v, want malformed", HeaderBeatTime, bad, err)
 		}
 	}
 }
