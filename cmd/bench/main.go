@@ -98,13 +98,19 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	if *kills > 0 {
-		ds, err := bench.Recovery(ctx, *binDir, dir("recovery"), *kills)
-		if err != nil {
-			return fmt.Errorf("recovery: %w", err)
+		fmt.Printf("\nrecovery: SIGKILL of the worker to the first value processed by its replacement, %d kills each\n", *kills)
+		for _, standby := range []bool{true, false} {
+			ds, err := bench.Recovery(ctx, *binDir, dir(fmt.Sprintf("recovery-%v", standby)), *kills, standby)
+			if err != nil {
+				return fmt.Errorf("recovery (standby %v): %w", standby, err)
+			}
+			what := "warm spare (--standby, the default)"
+			if !standby {
+				what = "new process (--standby=false)"
+			}
+			fmt.Printf("  %-36s min %s  p50 %s  p90 %s  p99 %s  max %s\n", what,
+				ms(bench.Percentile(ds, 0)), ms(bench.Percentile(ds, 50)), ms(bench.Percentile(ds, 90)), ms(bench.Percentile(ds, 99)), ms(bench.Percentile(ds, 100)))
 		}
-		fmt.Printf("\nrecovery: SIGKILL of the worker to the first value processed by its replacement, %d kills\n", len(ds))
-		fmt.Printf("  min %s  p50 %s  p90 %s  p99 %s  max %s\n",
-			ms(bench.Percentile(ds, 0)), ms(bench.Percentile(ds, 50)), ms(bench.Percentile(ds, 90)), ms(bench.Percentile(ds, 99)), ms(bench.Percentile(ds, 100)))
 	}
 
 	if *latency > 0 {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 // service is what the plugin host drives: a processor or a producer.
 type service interface {
+	connect(ctx context.Context) error // a warm spare's part of open
 	open(ctx context.Context) error
 	serve(ctx context.Context) error
 	status() (protocol.Status, error)
@@ -129,6 +131,11 @@ type Host struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	stopping bool
+	// spare is the service Prepare connected, with its config and
+	// logger, until Start takes it.
+	spare    service
+	spareCfg protocol.ActorConfig
+	spareLog *slog.Logger
 }
 
 var errNotStarted = errors.New("actor not started")
@@ -145,6 +152,34 @@ func (h *Host) report(kind, msg string) {
 	h.crash = nil
 }
 
+// Prepare implements protocol.Actor: the process becomes a warm spare.
+func (h *Host) Prepare(cfg protocol.ActorConfig) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.svc != nil || h.spare != nil {
+		return errors.New("actor already prepared or started")
+	}
+	log := NewLogger(h.stderr, cfg.LogLevel)
+	svc, err := h.newSvc(cfg, log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	if err := svc.connect(ctx); err != nil {
+		svc.close()
+		return err
+	}
+	h.spare, h.spareCfg, h.spareLog = svc, cfg, log
+	// Started from a link named so, a spare has its name already; one
+	// started by a wrapper that execs the actor takes it here.
+	if err := setProcessName(protocol.SpareName(cfg.Actor)); err != nil {
+		log.Warn("could not take the spare's process name", "error", err)
+	}
+	log.Debug("ready as a spare", "pid", os.Getpid())
+	return nil
+}
+
 // Start implements protocol.Actor.
 func (h *Host) Start(cfg protocol.ActorConfig) error {
 	h.mu.Lock()
@@ -152,10 +187,26 @@ func (h *Host) Start(cfg protocol.ActorConfig) error {
 	if h.svc != nil {
 		return errors.New("actor already started")
 	}
-	log := NewLogger(h.stderr, cfg.LogLevel)
-	svc, err := h.newSvc(cfg, log)
-	if err != nil {
-		return err
+	var svc service
+	var log *slog.Logger
+	if h.spare != nil {
+		if reflect.DeepEqual(cfg, h.spareCfg) {
+			svc, log = h.spare, h.spareLog
+		} else {
+			h.spare.close() // prepared for another config: start afresh
+		}
+		h.spare = nil
+		// The active process goes by the actor's name (pgrep -x worker).
+		if err := setProcessName(cfg.Actor); err != nil {
+			NewLogger(h.stderr, cfg.LogLevel).Warn("could not take the actor's process name", "error", err)
+		}
+	}
+	if svc == nil {
+		log = NewLogger(h.stderr, cfg.LogLevel)
+		var err error
+		if svc, err = h.newSvc(cfg, log); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	octx, ocancel := context.WithTimeout(ctx, openTimeout)
@@ -245,4 +296,12 @@ func NewLogger(w io.Writer, level string) *slog.Logger {
 			return a
 		},
 	}))
+}
+
+// setProcessName sets this process's name, its comm (what ps and pgrep
+// show): a spare is started under protocol.SpareName and takes the
+// actor's name when it becomes the active process. /proc/self/comm names
+// the main thread, whichever thread writes it.
+func setProcessName(name string) error {
+	return os.WriteFile("/proc/self/comm", []byte(name), 0)
 }

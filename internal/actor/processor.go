@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,21 +50,32 @@ func newProcessor[D any](cfg protocol.ActorConfig, log *slog.Logger, p Processor
 }
 
 func (r *processor[D]) open(ctx context.Context) error {
-	if err := r.core.open(ctx); err != nil {
-		return err
-	}
-	if err := r.flushOutbox(ctx); err != nil {
-		return err
-	}
 	if len(r.env.Config.Inputs) == 0 {
 		return fmt.Errorf("%w: a processor needs inputs (ActorConfig.Inputs)", ErrConfig)
 	}
-	for _, in := range r.env.Config.Inputs {
-		i := &input{in: in}
-		if err := r.reset(ctx, i); err != nil {
-			return err
-		}
-		r.cons[in.Consumer] = i
+	if err := r.core.connect(ctx); err != nil {
+		return err
+	}
+	// The inputs' consumers are looked up while the state is loaded and
+	// claimed: a replacement waits for this, and the supervisor reset
+	// them before the start (nobody else fetches from them meanwhile).
+	ins := make([]*input, len(r.env.Config.Inputs))
+	errs := make([]error, len(ins))
+	var wg sync.WaitGroup
+	for k, in := range r.env.Config.Inputs {
+		ins[k] = &input{in: in}
+		wg.Go(func() { errs[k] = r.reset(ctx, ins[k]) })
+	}
+	err := r.core.open(ctx)
+	if err == nil {
+		err = r.flushOutbox(ctx)
+	}
+	wg.Wait()
+	if err := errors.Join(append(errs, err)...); err != nil {
+		return err
+	}
+	for _, i := range ins {
+		r.cons[i.in.Consumer] = i
 	}
 	return nil
 }

@@ -64,9 +64,12 @@ func newCore[D any](cfg protocol.ActorConfig, log *slog.Logger, beh Behaviour[D]
 	return c, nil
 }
 
-// open connects, loads the state and claims it: the start count goes up by
-// one with a compare-and-set, fencing any older copy.
-func (c *core[D]) open(ctx context.Context) error {
+// connect connects to NATS and finds the state bucket: all a warm spare
+// does before it is started. It reads no state and writes nothing.
+func (c *core[D]) connect(ctx context.Context) error {
+	if c.nc != nil {
+		return nil
+	}
 	opts, err := natsx.Auth(c.env.Config.NATSCreds)
 	if err != nil {
 		return err
@@ -75,12 +78,23 @@ func (c *core[D]) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.nc, c.js = nc, js
 	kv, err := js.KeyValue(ctx, protocol.StateBucket)
 	if err != nil {
+		nc.Close()
 		return fmt.Errorf("state bucket %s: %w", protocol.StateBucket, err)
 	}
+	c.nc, c.js = nc, js
 	c.store = store[D]{kv: kv, key: c.env.Config.StateKey}
+	return nil
+}
+
+// open connects (unless connect did), loads the state and claims it: the
+// start count goes up by one with a compare-and-set, fencing any older
+// copy.
+func (c *core[D]) open(ctx context.Context) error {
+	if err := c.connect(ctx); err != nil {
+		return err
+	}
 	st, err := c.store.load(ctx)
 	if err != nil {
 		return err

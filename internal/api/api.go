@@ -52,7 +52,8 @@ type ActorReport struct {
 	Name            string            `json:"name"`
 	Kind            registry.Kind     `json:"kind"`
 	PID             int               `json:"pid"`
-	State           string            `json:"state"` // starting, running, backing off, given up, stopped
+	SparePID        int               `json:"spare_pid,omitempty"` // its warm spare (--standby), waiting to take over
+	State           string            `json:"state"`               // starting, running, backing off, given up, stopped
 	UptimeSeconds   float64           `json:"uptime_seconds"`
 	Restarts        uint64            `json:"restarts"`         // this supervisor's
 	RestartsTotal   uint64            `json:"restarts_total"`   // all runs, persisted
@@ -341,13 +342,17 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 
 // WriteText prints the report as a table.
 func (r StatusReport) WriteText(w io.Writer) {
-	fmt.Fprintf(w, "run %d\n%-10s %7s  %-12s %9s %9s  %s\n", r.Run, "actor", "pid", "state", "uptime", "restarts", "last exit")
+	fmt.Fprintf(w, "run %d\n%-10s %7s %7s  %-12s %9s %9s  %s\n", r.Run, "actor", "pid", "spare", "state", "uptime", "restarts", "last exit")
 	for _, a := range r.Actors {
 		up := "-"
 		if a.State == "running" {
 			up = (time.Duration(a.UptimeSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(w, "%-10s %7d  %-12s %9s %9d  %s\n", a.Name, a.PID, a.State, up, a.Restarts, a.LastExit)
+		spare := "-"
+		if a.SparePID > 0 {
+			spare = strconv.Itoa(a.SparePID)
+		}
+		fmt.Fprintf(w, "%-10s %7d %7s  %-12s %9s %9d  %s\n", a.Name, a.PID, spare, a.State, up, a.Restarts, a.LastExit)
 	}
 	var qs []string
 	for _, st := range r.Graph.Streams {

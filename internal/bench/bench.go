@@ -302,8 +302,10 @@ func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Ru
 
 // Recovery kills the worker of a running pipeline kills times and measures,
 // each time, from the SIGKILL to the first value processed by the
-// replacement (its state saved with more values processed).
-func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Duration, error) {
+// replacement (its state saved with more values processed). With
+// standby, the replacement is the warm spare (--standby); without, a
+// process launched after the kill.
+func Recovery(ctx context.Context, binDir, dir string, kills int, standby bool) ([]time.Duration, error) {
 	port, err := natsx.FreePort()
 	if err != nil {
 		return nil, err
@@ -312,7 +314,7 @@ func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Durati
 		"--rate", "0", "--beats", "0", "--faults", "none",
 		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn", "--http", "",
 		// each kill after a stable run is a first restart: immediate, as the policy says
-		"--restart-stable", "100ms", "--max-restarts", "1000000")
+		"--restart-stable", "100ms", "--max-restarts", "1000000", "--standby="+strconv.FormatBool(standby))
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -363,6 +365,9 @@ func Recovery(ctx context.Context, binDir, dir string, kills int) ([]time.Durati
 		pid := proc.Child(cmd.Process.Pid, protocol.Worker)
 		if pid == 0 || last.Data.Processed == 0 {
 			continue
+		}
+		if standby && proc.Child(cmd.Process.Pid, protocol.SpareName(protocol.Worker)) == 0 {
+			continue // its spare is not ready yet
 		}
 		killed := time.Now()
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {

@@ -65,9 +65,16 @@ func TestActorLeavesAChild(t *testing.T) {
 	_, js := p.connect()
 	pid := p.waitPID(protocol.Worker)
 	waitFor(t, 20*time.Second, "the worker to work", func() bool { _, v := progress(t, js, protocol.Worker); return v > 0 })
-	children := withArg(marker)
+	// The worker's child is in its process group (its warm spare, a
+	// process of the same wrapper, has one of its own in its own group).
+	var children []int
+	for _, c := range withArg(marker) {
+		if g, err := syscall.Getpgid(c); err == nil && g == pid {
+			children = append(children, c)
+		}
+	}
 	if len(children) != 1 {
-		t.Fatalf("want the worker's one child, got %v", children)
+		t.Fatalf("want the worker's one child, got %v of %v", children, withArg(marker))
 	}
 	kill(t, pid, syscall.SIGKILL)
 	waitFor(t, 5*time.Second, "the killed worker's child gone", func() bool {
@@ -163,10 +170,12 @@ func TestNoSocketsLeft(t *testing.T) {
 		}
 		return nil
 	})
-	// At most one per running actor (one may be between two lives); at
-	// faecaf9 each of the three killed loggers left its socket behind.
-	if len(socks) > len(registry.Default().Names()) || len(socks) < len(registry.Default().Names())-1 {
-		t.Errorf("sockets while running: %v, want one per running actor", socks)
+	// At most two per actor, the active process's and its warm spare's
+	// (--standby), and no fewer than one per actor but one (one may be
+	// between two lives); at faecaf9 each of the three killed loggers
+	// left its socket behind.
+	if n := len(registry.Default().Names()); len(socks) > 2*n || len(socks) < n-1 {
+		t.Errorf("sockets while running: %v, want one or two per running actor", socks)
 	}
 	p.finish(syscall.SIGTERM, time.Minute)
 	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {

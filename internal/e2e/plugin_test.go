@@ -73,7 +73,7 @@ func TestPluginChannelAndBinary(t *testing.T) {
 	var sock string
 	waitFor(t, 10*time.Second, "the worker's plugin socket", func() bool {
 		for _, s := range unixSockets(t, pid) {
-			if strings.Contains(s, "/worker/plugin") {
+			if strings.Contains(s, "/worker-") && strings.Contains(s, "/plugin") && !strings.Contains(s, "/worker-spare") {
 				sock = s
 				return true
 			}

@@ -100,6 +100,13 @@ type GaveUp struct {
 	Last     Exit          `json:"last"`
 }
 
+// Spare: the actor's warm spare is ready (PID), or gone (PID 0): taken
+// by a life (Started follows), ended while it waited, or stopped.
+type Spare struct {
+	Base
+	PID int `json:"pid"`
+}
+
 // Stopped: the actor's process was stopped on purpose (end of run, Ctrl-C).
 type Stopped struct{ Base }
 

@@ -77,8 +77,12 @@ type Keeper struct {
 }
 
 // Serve keeps the child running. It returns nil once ctx is done and the
-// child has stopped, or a *GiveUpError.
+// child has stopped, or a *GiveUpError. A child with a Close method (what
+// it holds between lives: a warm spare) is closed before Serve returns.
 func (k *Keeper) Serve(ctx context.Context) error {
+	if c, ok := k.Child.(interface{ Close() }); ok {
+		defer c.Close()
+	}
 	clock := k.Clock
 	if clock == nil {
 		clock = RealClock{}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-plugin"
 	"golang.org/x/sys/unix"
@@ -53,6 +54,15 @@ type Process struct {
 
 	HandshakeTimeout, StartTimeout, StopTimeout time.Duration
 	PingEvery, PingTimeout                      time.Duration
+
+	// Standby keeps a warm spare: a second process of the actor,
+	// launched, connected and waiting (protocol.Actor's Prepare), which
+	// the next life starts instead of launching one. It takes over only
+	// once the active process has ended (its exit is an event), and it
+	// claims the state, which fences any older copy, as every start does.
+	Standby bool
+	spares  spareSlot
+	bg      sync.WaitGroup // releases of ended processes under way
 }
 
 func (p *Process) defaults() {
@@ -158,49 +168,90 @@ func killGroup(pid int) {
 	}
 }
 
-// Life runs one life of the actor: launch, handshake, Start, then health
-// checks until the process exits (an *ExitError), the checks fail (it is
-// killed: cause hang) or ctx is done (it is stopped; nil).
-func (p *Process) Life(ctx context.Context) error {
-	p.defaults()
-	// One life at a time per actor: its dir is named after it, short, since
-	// a unix socket's path must fit in 108 bytes.
-	var dir string
-	var err error
-	if p.TempDir == "" {
-		dir, err = os.MkdirTemp("", p.Name+"-") // a fresh one, never a shared name
-	} else {
-		dir = filepath.Join(p.TempDir, p.Name)
-		_ = os.RemoveAll(dir) // what a life the supervisor could not clean up left
-		err = os.Mkdir(dir, 0o700)
-	}
-	if err != nil {
+// launched is an actor process that is up: handshake done, its plugin
+// dispensed; a spare has also been prepared.
+type launched struct {
+	c         *child
+	client    *plugin.Client
+	cmd       *exec.Cmd
+	act       protocol.Actor
+	dir       string   // its own: go-plugin's socket and the crash channel
+	crash     *os.File // the crash channel's file
+	crashPath string
+	cancel    context.CancelFunc // the launch's context: kills the process
+}
+
+// release ends the process (its whole group) if it still runs, reaps it
+// and removes what it left.
+func (l *launched) release(p *Process) {
+	l.c.end(nil)
+	l.client.Kill()
+	l.cancel()
+	p.Reaper.Remove(l.c.pid)
+	_ = l.crash.Close()
+	_ = os.RemoveAll(l.dir)
+}
+
+// launch starts a process of the actor and completes go-plugin's
+// handshake; a spare (started under protocol.SpareName) is then
+// prepared. It fails with an *ExitError of cause start-failed, or the
+// cause the process ended with.
+func (p *Process) launch(ctx context.Context, spare bool) (*launched, error) {
+	startFailed := func(err error) error {
 		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
 	}
-	defer os.RemoveAll(dir) // go-plugin's socket, left behind by a crash, and the crash report
+	// A directory of its own (a unix socket's path must fit in 108 bytes:
+	// the name stays short).
+	dir, err := os.MkdirTemp(p.TempDir, p.Name+"-")
+	if err != nil {
+		return nil, startFailed(err)
+	}
 	crashPath := filepath.Join(dir, "crash.json")
 	crash, err := os.Create(crashPath)
 	if err != nil {
-		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
+		_ = os.RemoveAll(dir)
+		return nil, startFailed(err)
 	}
-	defer crash.Close()
-
+	cleanup := func() {
+		_ = crash.Close()
+		_ = os.RemoveAll(dir)
+	}
 	if p.Checksum != nil {
 		if err := p.verify(); err != nil {
-			return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
+			cleanup()
+			return nil, startFailed(err)
+		}
+	}
+	// A spare runs the same executable under another name: the kernel
+	// names a process after the file it was started from, so a spare is
+	// started from a link named SpareName in its own directory, and is
+	// never taken for the active process (pgrep -x worker), not even for
+	// an instant.
+	path := p.Path
+	if spare {
+		path = filepath.Join(dir, protocol.SpareName(p.Name))
+		abs, err := filepath.Abs(p.Path)
+		if err == nil {
+			err = os.Symlink(abs, path)
+		}
+		if err != nil {
+			cleanup()
+			return nil, startFailed(err)
 		}
 	}
 	// Until the handshake is done, a stop kills the process: a binary that
 	// never answers must not hold up the supervisor's stop.
+	// (Cancelling it kills the process: that is release's, once it has
+	// ended, or a failed launch's.)
 	handshake, cancelHandshake := context.WithCancel(context.Background())
-	defer cancelHandshake()
 	stopHandshake := context.AfterFunc(ctx, cancelHandshake)
+	defer stopHandshake()
 	// go-plugin hands our runner its command line (its environment: the
 	// handshake's cookie and settings); the runner starts ours from it.
 	var cmd *exec.Cmd
 	var gr *groupRunner
 	build := func(spec *exec.Cmd) *exec.Cmd {
-		cmd = exec.CommandContext(handshake, p.Path)
+		cmd = exec.CommandContext(handshake, path)
 		cmd.Cancel = func() error { gr.killStarted(cmd.Process.Pid); return nil }
 		cmd.Env = append(append(spec.Env, p.Env...), protocol.EnvCrashFD+"=3")
 		cmd.ExtraFiles = []*os.File{crash} // fd 3
@@ -228,46 +279,98 @@ func (p *Process) Life(ctx context.Context) error {
 	stopHandshake() // from here on a stop asks the actor to finish its batch (p.stop)
 	if gr == nil || cmd.Process == nil {
 		client.Kill()
-		return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
+		cancelHandshake()
+		cleanup()
+		return nil, startFailed(err)
 	}
-	c := &child{name: p.Name, pid: cmd.Process.Pid, run: gr, exited: gr.exited}
-	// The process is reaped, and its group ended, whatever happens below.
-	defer func() {
-		c.end(nil)
-		client.Kill()
-		p.Reaper.Remove(c.pid)
-	}()
+	l := &launched{
+		c:      &child{name: p.Name, pid: cmd.Process.Pid, run: gr, exited: gr.exited},
+		client: client, cmd: cmd, dir: dir, crash: crash, crashPath: crashPath, cancel: cancelHandshake,
+	}
 	fail := func(err error) error {
-		return p.ended(c, client, cmd, crashPath, &events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()})
+		exit := p.ended(l, &events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()})
+		l.release(p)
+		return exit
 	}
 	if err != nil {
-		return fail(fmt.Errorf("handshake: %w", err))
+		return nil, fail(fmt.Errorf("handshake: %w", err))
 	}
 	raw, err := rpc.Dispense(protocol.PluginName)
 	if err != nil {
-		return fail(fmt.Errorf("dispense: %w", err))
+		return nil, fail(fmt.Errorf("dispense: %w", err))
 	}
-	act := raw.(protocol.Actor)
+	l.act = raw.(protocol.Actor)
+	if spare {
+		_, err := call(p.StartTimeout, l.c.exited, ctx.Done(), func() (struct{}, error) { return struct{}{}, l.act.Prepare(p.Config) })
+		if err != nil {
+			return nil, fail(fmt.Errorf("prepare: %w", err))
+		}
+	}
+	return l, nil
+}
+
+// Life runs one life of the actor: launch (or take the warm spare), Start,
+// then health checks until the process exits (an *ExitError), the checks
+// fail (it is killed: cause hang) or ctx is done (it is stopped; nil).
+// With Standby, a new spare is launched once the life has started.
+func (p *Process) Life(ctx context.Context) error {
+	p.defaults()
+	l := p.spares.take(p)
+	if l != nil && p.Checksum != nil {
+		// A spare is a spawn too: the binary changed since it was
+		// launched is refused now, as a new launch would be.
+		if err := p.verify(); err != nil {
+			l.release(p)
+			return &ExitError{Exit: events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()}}
+		}
+	}
+	if l == nil {
+		var err error
+		if l, err = p.launch(ctx, false); err != nil {
+			return err
+		}
+	}
+	// The process is reaped, and its group ended, whatever happens below:
+	// once it has ended by itself, in the background (go-plugin's reaping
+	// and cleanup take a few milliseconds, up to tens: the next life need
+	// not wait); Close waits for that.
+	ended := false
+	defer func() {
+		if !ended {
+			l.release(p)
+			return
+		}
+		p.bg.Add(1)
+		go func() {
+			defer p.bg.Done()
+			l.release(p)
+		}()
+	}()
+	c := l.c
 	if p.Live != nil {
 		p.Live.add(c)
 		defer p.Live.remove(c)
 	}
-	if err := p.start(ctx, c, act); err != nil {
-		return fail(err)
+	if err := p.start(ctx, c, l.act); err != nil {
+		return p.ended(l, &events.Exit{Cause: events.CauseStartFailed, Detail: err.Error()})
 	}
 	p.Emit(events.Started{Base: events.Base{At: time.Now(), Actor: p.Name}, PID: c.pid})
+	if p.Standby {
+		p.spares.fill(ctx, p)
+	}
 
 	ping := time.NewTicker(p.PingEvery)
 	defer ping.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			p.stop(c, act)
+			p.stop(c, l.act)
 			return nil
 		case <-c.exited:
-			return p.ended(c, client, cmd, crashPath, nil)
+			ended = true
+			return p.ended(l, nil)
 		case <-ping.C:
-			st, err := call(p.PingTimeout, c.exited, nil, act.Status)
+			st, err := call(p.PingTimeout, c.exited, nil, l.act.Status)
 			if err == nil {
 				p.Emit(events.Health{Base: events.Base{At: time.Now(), Actor: p.Name}, Counters: st.Counters, Done: st.Done})
 				continue
@@ -284,9 +387,16 @@ func (p *Process) Life(ctx context.Context) error {
 			default:
 				hang = &events.Exit{Cause: events.CauseHang, Detail: "health check failed: " + err.Error()}
 			}
-			return p.ended(c, client, cmd, crashPath, hang)
+			return p.ended(l, hang)
 		}
 	}
+}
+
+// Close ends the warm spare, if any, and waits for a launch of one under
+// way: the keeper calls it when it stops keeping the actor.
+func (p *Process) Close() {
+	p.spares.close(p)
+	p.bg.Wait()
 }
 
 // start calls the actor's Start, bounded by StartTimeout and by its exit.
@@ -325,21 +435,49 @@ func (p *Process) stop(c *child, act protocol.Actor) {
 // ended waits for the process to be reaped and says how it ended: why
 // (when the supervisor ended it, or it failed to start), else the panic or
 // error it reported on its crash channel, else its exit status.
-func (p *Process) ended(c *child, client *plugin.Client, cmd *exec.Cmd, crashPath string, why *events.Exit) error {
+//
+// It reads the exit status as the kernel reports the exit (waitid, not
+// yet reaped), so that it need not wait for go-plugin to reap the process
+// and close its client: release does that, and the next life (a warm
+// spare) need not wait for it.
+func (p *Process) ended(l *launched, why *events.Exit) error {
+	c := l.c
 	c.end(why) // the group: whatever the actor left behind goes with it
-	client.Kill()
-	// go-plugin waits for the process in a goroutine that Kill waits for:
-	// cmd.ProcessState is set, and safe to read, once Kill returns.
-	report := readCrashReport(crashPath, p.Log)
+	ws, known := l.status()
+	report := readCrashReport(l.crashPath, p.Log)
 	why = c.why()
 	if why != nil && why.Cause == events.CauseStartFailed && !c.run.killedByUs() {
 		// Killed from outside while it started: that is a kill, not a
 		// binary that cannot start (which the keeper gives up on).
-		if ws, ok := processStatus(cmd); ok && ws.Signaled() {
+		if known && ws.Signaled() {
 			why = &events.Exit{Cause: events.CauseKilled, Detail: "signal: " + ws.Signal().String() + " (while it started)"}
 		}
 	}
-	return &ExitError{Exit: classify(why, report, cmd.ProcessState), PID: c.pid}
+	return &ExitError{Exit: classify(why, report, ws, known), PID: c.pid}
+}
+
+// exitWait bounds how long ended waits for a process it has sent SIGKILL
+// to; past it, go-plugin is asked to reap it.
+const exitWait = 5 * time.Second
+
+// status is how the process ended, once it has: from waitid when the
+// process ended, else (after exitWait) from reaping it.
+func (l *launched) status() (syscall.WaitStatus, bool) {
+	select {
+	case <-l.c.exited:
+		if l.c.run.known {
+			return l.c.run.status, true
+		}
+	case <-time.After(exitWait):
+	}
+	// go-plugin waits for the process in a goroutine that Kill waits for:
+	// cmd.ProcessState is set, and safe to read, once Kill returns.
+	l.client.Kill()
+	if l.cmd.ProcessState == nil {
+		return 0, false
+	}
+	ws, ok := l.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ws, ok
 }
 
 // readCrashReport reads what the actor wrote to its crash channel, if
@@ -362,7 +500,7 @@ func readCrashReport(path string, log *slog.Logger) protocol.CrashReport {
 }
 
 // classify turns how a process ended into an Exit.
-func classify(why *events.Exit, report protocol.CrashReport, ps *os.ProcessState) events.Exit {
+func classify(why *events.Exit, report protocol.CrashReport, ws syscall.WaitStatus, known bool) events.Exit {
 	switch {
 	case why != nil && why.Cause != events.CauseStartFailed:
 		return *why
@@ -375,19 +513,18 @@ func classify(why *events.Exit, report protocol.CrashReport, ps *os.ProcessState
 		return *why
 	case report.Kind == protocol.CrashError:
 		return events.Exit{Cause: events.CauseError, Detail: report.Message}
-	case ps == nil:
+	case !known:
 		return events.Exit{Cause: events.CauseExited, Detail: "exit status unknown"}
 	}
-	ws, _ := ps.Sys().(syscall.WaitStatus)
 	switch {
 	case ws.Signaled():
 		return events.Exit{Cause: events.CauseKilled, Detail: "signal: " + ws.Signal().String()}
-	case ps.ExitCode() == 0:
+	case ws.ExitStatus() == 0:
 		return events.Exit{Cause: events.CauseExited, Detail: "exit status 0"}
-	case ps.ExitCode() == 66:
+	case ws.ExitStatus() == 66:
 		return events.Exit{Cause: events.CauseError, Detail: "exit status 66: the race detector found a data race (GORACE exitcode; run with --log-level debug for the report)"}
 	}
-	return events.Exit{Cause: events.CauseError, Detail: "exit status " + strconv.Itoa(ps.ExitCode())}
+	return events.Exit{Cause: events.CauseError, Detail: "exit status " + strconv.Itoa(ws.ExitStatus())}
 }
 
 var errTimeout = errors.New("timed out")
@@ -419,15 +556,48 @@ func call[T any](timeout time.Duration, exited, stop <-chan struct{}, f func() (
 }
 
 // waitExit blocks until the process pid has ended, without reaping it:
-// go-plugin reaps it. The kernel wakes us; nothing polls.
-func waitExit(pid int) {
+// go-plugin reaps it. The kernel wakes us; nothing polls. It returns how
+// the process ended (ok false: reaped already, unknown).
+func waitExit(pid int) (ws syscall.WaitStatus, ok bool) {
 	for {
 		var info unix.Siginfo
 		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		if !errors.Is(err, syscall.EINTR) {
-			return // ended; or reaped already (ECHILD)
+		if errors.Is(err, syscall.EINTR) {
+			continue
 		}
+		if err != nil {
+			return 0, false
+		}
+		return waitStatus(&info)
 	}
+}
+
+// sigchld is the kernel's siginfo_t for SIGCHLD on Linux (x/sys/unix
+// leaves its union unnamed): the child's pid, uid and status follow the
+// three header fields and their padding.
+type sigchld struct {
+	Signo, Errno, Code, _ int32
+	Pid                   int32
+	UID                   uint32
+	Status                int32
+	_                     [100]byte
+}
+
+// waitStatus is the wait status that reaping the child will give, read
+// from waitid's siginfo.
+func waitStatus(info *unix.Siginfo) (syscall.WaitStatus, bool) {
+	c := (*sigchld)(unsafe.Pointer(info))
+	// si_code for SIGCHLD (linux/include/uapi/asm-generic/siginfo.h).
+	const cldExited, cldKilled, cldDumped = 1, 2, 3
+	switch c.Code {
+	case cldExited:
+		return syscall.WaitStatus(c.Status&0xff) << 8, true
+	case cldKilled:
+		return syscall.WaitStatus(c.Status & 0x7f), true
+	case cldDumped:
+		return syscall.WaitStatus(c.Status&0x7f | 0x80), true
+	}
+	return 0, false
 }
 
 // Live is the set of running actor processes, by name.

@@ -51,3 +51,33 @@ func TestReap(t *testing.T) {
 		t.Fatalf("the supervisor's dir is still there: %v", err)
 	}
 }
+
+// waitExit reads how a child ended from waitid without reaping it, as
+// reaping would: an exit status, or the signal that killed it.
+func TestWaitExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		script string
+		check  func(syscall.WaitStatus) bool
+	}{
+		{"exit 0", func(ws syscall.WaitStatus) bool { return ws.Exited() && ws.ExitStatus() == 0 }},
+		{"exit 66", func(ws syscall.WaitStatus) bool { return ws.Exited() && ws.ExitStatus() == 66 }},
+		{"kill -9 $$", func(ws syscall.WaitStatus) bool { return ws.Signaled() && ws.Signal() == syscall.SIGKILL }},
+		{"exec sleep 60", nil}, // killed below
+
+	} {
+		cmd := exec.Command("/bin/sh", "-c", tc.script)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if tc.check == nil {
+			_ = cmd.Process.Kill()
+			tc.check = func(ws syscall.WaitStatus) bool { return ws.Signaled() && ws.Signal() == syscall.SIGKILL }
+		}
+		ws, ok := waitExit(cmd.Process.Pid)
+		_ = cmd.Wait() // reaped only now
+		reaped, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		if !ok || !tc.check(ws) || ws != reaped {
+			t.Errorf("%q: waitid says %#x (known %v), reaping %#x", tc.script, ws, ok, reaped)
+		}
+	}
+}

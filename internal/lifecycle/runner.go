@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -35,7 +36,9 @@ type groupRunner struct {
 	pid     int
 	started func(pid int)
 
-	exited chan struct{} // closed once the process has ended and its group is killed
+	exited chan struct{}      // closed once the process has ended and its group is killed
+	status syscall.WaitStatus // how it ended, once exited is closed (if known)
+	known  bool
 
 	mu     sync.Mutex
 	gone   bool // the group was killed after the exit: no more signals
@@ -72,8 +75,9 @@ func (r *groupRunner) Start(context.Context) error {
 // watch waits for the process to end (the kernel wakes it; nothing polls),
 // then kills what is left of its group and closes exited.
 func (r *groupRunner) watch(pid int) {
-	waitExit(pid)
+	ws, known := waitExit(pid)
 	r.mu.Lock()
+	r.status, r.known = ws, known
 	killGroup(pid)
 	r.gone = true
 	r.mu.Unlock()

@@ -85,6 +85,8 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		evClients  = fs.Int("http-event-clients", 16, "at most `N` open dashboard event streams")
 		drain      = fs.Duration("drain-timeout", def.DrainTimeout, "how long a stop waits for in-flight work")
 		sumTimeout = fs.Duration("summary-timeout", def.SummaryTimeout, "how long the summary may take to read the books; past it a partial summary says why")
+		healthWait = fs.Duration("health-timeout", def.PingTimeout, "an actor that does not answer a health check (every 250ms) within this is hung: it is killed and replaced")
+		standby    = fs.Bool("standby", true, "keep a warm spare of each actor (started, connected, waiting; named like worker-spare) that takes over when the active process ends; false: launch a new process instead")
 		startOver  = fs.Bool("start-over", false, "when a start is refused because data was removed from outside the pipeline: delete the pipeline's streams, dead letters and state, and begin again (otherwise it does nothing)")
 		maxRest    = fs.Int("max-restarts", def.Policy.Intensity, "give up when an actor restarts more than `N` times …")
 		window     = fs.Duration("restart-window", def.Policy.Window, "… within this window")
@@ -194,6 +196,8 @@ func Main(ctx, abort context.Context, reg registry.Registry, args []string, stdo
 		DrainTimeout:                *drain,
 		SummaryTimeout:              *sumTimeout,
 		StartOver:                   *startOver,
+		Standby:                     *standby,
+		PingTimeout:                 *healthWait,
 		DiskMinFree:                 *diskFree,
 		Policy:                      lifecycle.Policy{Intensity: *maxRest, Window: *window, Max: *maxDelay, StableAfter: *stable},
 		Log:                         log,

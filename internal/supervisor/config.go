@@ -85,6 +85,9 @@ type Config struct {
 	// StartOver deletes the pipeline's streams and state bucket before
 	// the run, so that everything begins again (after ErrDataLost).
 	StartOver bool
+	// Standby keeps a warm spare of each actor, which takes over when the
+	// active process ends (lifecycle.Process.Standby).
+	Standby bool
 	// DiskMinFree: with the embedded server, below this many free bytes on
 	// the store's file system (or after a write failed for lack of space)
 	// restarts wait, and JetStream is restarted once space is back.

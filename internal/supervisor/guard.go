@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -176,6 +177,14 @@ type guarded struct {
 	before func(context.Context) error
 }
 
+// Close closes the child, if it holds anything between lives (a warm
+// spare).
+func (g guarded) Close() {
+	if c, ok := g.Child.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
+
 func (g guarded) Life(ctx context.Context) error {
 	if err := g.before(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -196,14 +205,15 @@ func (s *Supervisor) beforeLife(a registry.Actor) func(context.Context) error {
 	return func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if err := s.checkState(ctx, a); err != nil {
-			return err
+		// The check and the resets touch different things: done at once,
+		// they take the round trips of one (a replacement waits for them).
+		errs := make([]error, 1+len(a.Inputs))
+		var wg sync.WaitGroup
+		wg.Go(func() { errs[0] = s.checkState(ctx, a) })
+		for i, in := range a.Inputs {
+			wg.Go(func() { _, errs[1+i] = natsx.ResetConsumer(ctx, s.js, s.topo(), in) })
 		}
-		for _, in := range a.Inputs {
-			if _, err := natsx.ResetConsumer(ctx, s.js, s.topo(), in); err != nil {
-				return err
-			}
-		}
-		return nil
+		wg.Wait()
+		return errors.Join(errs...)
 	}
 }

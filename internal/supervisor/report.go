@@ -50,7 +50,7 @@ func (s *Supervisor) Report(ctx context.Context) (StatusReport, error) {
 	s.mu.Unlock()
 	for _, st := range s.tab.all() {
 		a, _ := s.reg.Get(st.Name)
-		ar := ActorReport{Name: st.Name, Kind: a.Kind, PID: st.PID, State: st.State, Restarts: st.Restarts,
+		ar := ActorReport{Name: st.Name, Kind: a.Kind, PID: st.PID, SparePID: st.SparePID, State: st.State, Restarts: st.Restarts,
 			RestartsTotal: restarts[st.Name], Counters: st.Counters,
 			Causes: causes[st.Name], ProgressCounter: a.Progress, Progress: st.Counters[a.Progress]}
 		if st.LastExit.Cause != "" {

@@ -598,6 +598,7 @@ func (s *Supervisor) keeper(a registry.Actor, abort context.Context, tmp string)
 		Abort:       abort.Done(),
 		PingEvery:   s.cfg.PingEvery,
 		PingTimeout: s.cfg.PingTimeout,
+		Standby:     s.cfg.Standby,
 	}
 	child := guarded{Child: p, before: s.beforeLife(a)}
 	return &lifecycle.Keeper{Name: a.Name, Policy: s.cfg.Policy, Emit: s.bus.Emit, Child: child, Hold: &s.gate}

@@ -31,6 +31,7 @@ type ActorState struct {
 	Done     bool      // a producer that ends the run has sent everything
 	Started  bool      // has been running at least once under this supervisor
 	FirstTry time.Time // its first launch under this supervisor
+	SparePID int       // its warm spare, waiting to take over; 0: none
 }
 
 // table is every actor's state, kept up to date by the events.
@@ -66,6 +67,11 @@ func (t *table) on(e events.Event) {
 	case events.Started:
 		set(StateRunning, e.PID)
 		a.Started = true
+		if a.SparePID == e.PID { // the spare took over
+			a.SparePID = 0
+		}
+	case events.Spare:
+		a.SparePID = e.PID
 	case events.Exited:
 		set(StateBackingOff, 0)
 		a.Restarts = e.Restart

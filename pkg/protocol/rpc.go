@@ -10,7 +10,7 @@ import (
 // Handshake is shared by the supervisor and every actor binary. Bump
 // ProtocolVersion when Actor or ActorConfig change incompatibly.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  2,
+	ProtocolVersion:  3,
 	MagicCookieKey:   "ROBUST_ACTOR",
 	MagicCookieValue: "b0c4e8f1-robust-actor",
 }
@@ -94,10 +94,24 @@ type Status struct {
 	Done     bool              // heartbeat: all beats of the run are sent
 }
 
+// SpareName is the process name (its comm, what `pgrep -x` matches) of
+// an actor's warm spare: a process started, connected and waiting to
+// take over. The active process is named after the actor (Actor), so
+// that `kill -9 $(pgrep -x worker)` reaches the active worker and only
+// it. At most 15 bytes, the kernel's limit: "generator-spare" is 15.
+func SpareName(actor string) string { return actor + "-spare" }
+
 // Actor is the RPC interface every actor process serves to the supervisor.
 type Actor interface {
+	// Prepare makes the process a warm spare: it connects with cfg's
+	// credentials and waits, reading and writing nothing, until Start.
+	// A spare never claims the state (which fences the active process):
+	// only Start does.
+	Prepare(cfg ActorConfig) error
 	// Start begins the actor's work in the background and returns once it
-	// has connected and loaded its state.
+	// has connected and loaded its state. After Prepare with the same
+	// cfg it uses the connection made then, and the process takes the
+	// actor's own name.
 	Start(cfg ActorConfig) error
 	// Status reports progress. It fails if the actor's loop is stuck: the
 	// supervisor treats that like a crash.
@@ -127,6 +141,9 @@ func (*ActorPlugin) Client(_ *plugin.MuxBroker, c *rpc.Client) (any, error) {
 
 type rpcClient struct{ c *rpc.Client }
 
+func (r *rpcClient) Prepare(cfg ActorConfig) error {
+	return r.c.Call("Plugin.Prepare", cfg, new(struct{}))
+}
 func (r *rpcClient) Start(cfg ActorConfig) error { return r.c.Call("Plugin.Start", cfg, new(struct{})) }
 func (r *rpcClient) Stop() error                 { return r.c.Call("Plugin.Stop", struct{}{}, new(struct{})) }
 func (r *rpcClient) Status() (Status, error) {
@@ -137,8 +154,9 @@ func (r *rpcClient) Status() (Status, error) {
 
 type rpcServer struct{ impl Actor }
 
-func (s *rpcServer) Start(cfg ActorConfig, _ *struct{}) error { return s.impl.Start(cfg) }
-func (s *rpcServer) Stop(_ struct{}, _ *struct{}) error       { return s.impl.Stop() }
+func (s *rpcServer) Prepare(cfg ActorConfig, _ *struct{}) error { return s.impl.Prepare(cfg) }
+func (s *rpcServer) Start(cfg ActorConfig, _ *struct{}) error   { return s.impl.Start(cfg) }
+func (s *rpcServer) Stop(_ struct{}, _ *struct{}) error         { return s.impl.Stop() }
 func (s *rpcServer) Status(_ struct{}, out *Status) error {
 	st, err := s.impl.Status()
 	*out = st
