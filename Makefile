@@ -3,7 +3,7 @@ BIN     := bin
 ACTORS  := generator heartbeat worker logger
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test vet clean fuzz chaos bench image
+.PHONY: build run test vet clean fuzz chaos bench bench-peers image
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -25,6 +25,13 @@ chaos: build
 BENCH_FLAGS ?=
 bench: build
 	$(BIN)/bench $(BENCH_FLAGS)
+
+# robust against Watermill over JetStream, the same job side by side:
+# values/s, CPU per value, and a SIGKILL-and-restart probe of each. Its own
+# Go module (bench/peers): it downloads Watermill; make bench does not.
+PEERS_FLAGS ?=
+bench-peers: build
+	cd bench/peers && $(GO) run . --bin-dir ../../$(BIN) $(PEERS_FLAGS)
 
 # The container image without a registry: every cmd/* built static and
 # stripped into bin/, then bin/ into scratch (Dockerfile.scratch).
