@@ -212,7 +212,13 @@ func probeWatermill(ctx context.Context, self, dir string, n uint64) (string, er
 	if err := first.Start(); err != nil {
 		return "", err
 	}
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			_ = first.Process.Kill()
+			_ = first.Wait()
+			return "", fmt.Errorf("a third of the values not logged in 5 minutes (%v)", ctx.Err())
+		}
 		time.Sleep(20 * time.Millisecond)
 		_, lines, err := readBooks(dir)
 		if err != nil {
@@ -237,8 +243,8 @@ func probeWatermill(ctx context.Context, self, dir string, n uint64) (string, er
 	if rerr != nil {
 		return "", rerr
 	}
-	missing := n - uint64(len(seen))
-	twice := lines - uint64(len(seen))
+	missing := n - min(n, uint64(len(seen)))
+	twice := lines - min(lines, uint64(len(seen)))
 	s := fmt.Sprintf("killed at %d logged; the restarted run took %s: %d counted twice, %d missing",
 		before, took.Round(time.Millisecond), twice, missing)
 	if err != nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,6 +21,7 @@ import (
 	"github.com/robust/robust/internal/auth"
 	"github.com/robust/robust/internal/events"
 	"github.com/robust/robust/internal/lifecycle"
+	"github.com/robust/robust/internal/natsx"
 	"github.com/robust/robust/internal/registry"
 	"github.com/robust/robust/pkg/protocol"
 )
@@ -124,6 +127,14 @@ func TestSpareTakesOverAndTheOldCopyIsFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, _ := registry.Default().Get(protocol.Worker)
+	// As the supervisor does before every start: the consumers reset, so
+	// that what the stopped worker had fetched comes back, in order. Done
+	// by the admin, it is tampering, and the summary says so (below).
+	for _, in := range w.Inputs {
+		if _, err := natsx.ResetConsumer(ctx, js, natsx.Topology{}, in); err != nil {
+			t.Fatal(err)
+		}
+	}
 	short, err := os.MkdirTemp("/tmp", "fx") // a unix socket's path must fit in 108 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +222,23 @@ func TestSpareTakesOverAndTheOldCopyIsFenced(t *testing.T) {
 	if len(all) <= resumedAt {
 		t.Fatal("no write after the outside copy resumed: the spare stopped working")
 	}
-	p.finish(0, 2*time.Minute)
+	// The run ends; its books balance. The one problem is the test's own
+	// reset of the worker's two consumers, which the supervisor saw as
+	// tampering (exit 1).
+	code := p.wait(2 * time.Minute)
+	sum := p.summary()
+	if code != 1 || len(sum.Tampered) != 2 || len(sum.Problems) != 1 {
+		t.Fatalf("exit %d, tampering %v, problems %v: want exit 1 for the test's two consumer resets alone", code, sum.Tampered, sum.Problems)
+	}
+	for _, tm := range sum.Tampered {
+		if !strings.HasPrefix(tm.By, auth.Admin) || !strings.Contains(tm.What, "worker-") {
+			t.Fatalf("tampering %+v: want the admin's reset of a worker consumer", tm)
+		}
+	}
+	if sum.Generated != sum.Logged+sum.Dead.Total()+sum.Queued || sum.Counts != sum.Expected || sum.Logged != 5000 || sum.BeatsSent != sum.BeatsTaken {
+		t.Fatalf("the books do not balance: generated %d, logged %d, dead %d, queued %d; counts %+v, expected %+v; beats %d sent, %d taken",
+			sum.Generated, sum.Logged, sum.Dead.Total(), sum.Queued, sum.Counts, sum.Expected, sum.BeatsSent, sum.BeatsTaken)
+	}
 }
 
 // testWriter logs through t.
@@ -220,4 +247,41 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(string(b))
 	return len(b), nil
+}
+
+// A spare that stopped answering (SIGSTOP) while it waited does not hold
+// up the takeover: the life that finds it launches a process of its own
+// (within the spare's half-second check, not the 15 s start timeout,
+// and without counting a failed start), the stopped spare is ended, and
+// a new spare is launched behind the new worker.
+func TestAStoppedSpareDoesNotHoldTheTakeover(t *testing.T) {
+	t.Parallel()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	p := start(t, "", "--rate", "5", "--beats", "0", "--faults", "none", "--http", addr)
+	_, js := p.connect()
+	active := p.waitPID(protocol.Worker)
+	spare := p.waitPID(protocol.SpareName(protocol.Worker))
+	waitFor(t, 20*time.Second, "the spare ready (in /status)", func() bool {
+		a, _, ok := statusOf(t, "http://"+addr, protocol.Worker)
+		return ok && a.SparePID == spare
+	})
+	waitFor(t, 20*time.Second, "the worker to work", func() bool { _, v := progress(t, js, protocol.Worker); return v > 0 })
+	kill(t, spare, syscall.SIGSTOP)
+	kill(t, active, syscall.SIGKILL)
+	var next int
+	waitFor(t, 5*time.Second, "a new worker, neither the killed one nor the stopped spare", func() bool {
+		next = p.actorPID(protocol.Worker)
+		return next != 0 && next != active && next != spare
+	})
+	_, before := progress(t, js, protocol.Worker)
+	waitFor(t, 5*time.Second, "the new worker to work", func() bool { _, v := progress(t, js, protocol.Worker); return v > before })
+	waitFor(t, 5*time.Second, "the stopped spare ended", func() bool { return syscall.Kill(spare, 0) != nil })
+	waitFor(t, 10*time.Second, "a new spare", func() bool {
+		n := p.actorPID(protocol.SpareName(protocol.Worker))
+		return n != 0 && n != spare && n != next
+	})
+	p.finish(syscall.SIGTERM, time.Minute)
+	if strings.Contains(p.stderr.String(), "worker exited: start-failed") {
+		t.Fatalf("the stopped spare counted as a failed start:\n%s", lastBytes(p.stderr.String(), 4000))
+	}
 }

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/hashicorp/go-plugin"
 	"golang.org/x/sys/unix"
@@ -37,6 +36,7 @@ type Process struct {
 	// a binary changed since is refused at its next spawn (go-plugin's
 	// SecureConfig). nil: not checked.
 	Checksum []byte
+	verifyMu sync.Mutex           // a spare's launch and a life may verify at once
 	verified fileStamp            // the executable as last verified against Checksum
 	Env      []string             // added to the supervisor's environment
 	Config   protocol.ActorConfig // handed to the actor's Start
@@ -101,6 +101,8 @@ var ErrBinaryChanged = errors.New("actor binary changed since the supervisor sta
 // again: any write to it, or a new file in its place, changes one of them
 // (the change time cannot be set back), and is hashed.
 func (p *Process) verify() error {
+	p.verifyMu.Lock()
+	defer p.verifyMu.Unlock()
 	st, err := stampOf(p.Path)
 	if err == nil && st != (fileStamp{}) && st == p.verified {
 		return nil
@@ -570,34 +572,6 @@ func waitExit(pid int) (ws syscall.WaitStatus, ok bool) {
 		}
 		return waitStatus(&info)
 	}
-}
-
-// sigchld is the kernel's siginfo_t for SIGCHLD on Linux (x/sys/unix
-// leaves its union unnamed): the child's pid, uid and status follow the
-// three header fields and their padding.
-type sigchld struct {
-	Signo, Errno, Code, _ int32
-	Pid                   int32
-	UID                   uint32
-	Status                int32
-	_                     [100]byte
-}
-
-// waitStatus is the wait status that reaping the child will give, read
-// from waitid's siginfo.
-func waitStatus(info *unix.Siginfo) (syscall.WaitStatus, bool) {
-	c := (*sigchld)(unsafe.Pointer(info))
-	// si_code for SIGCHLD (linux/include/uapi/asm-generic/siginfo.h).
-	const cldExited, cldKilled, cldDumped = 1, 2, 3
-	switch c.Code {
-	case cldExited:
-		return syscall.WaitStatus(c.Status&0xff) << 8, true
-	case cldKilled:
-		return syscall.WaitStatus(c.Status & 0x7f), true
-	case cldDumped:
-		return syscall.WaitStatus(c.Status&0x7f | 0x80), true
-	}
-	return 0, false
 }
 
 // Live is the set of running actor processes, by name.
