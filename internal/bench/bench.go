@@ -205,22 +205,12 @@ type Run struct {
 // Pipeline runs bin/supervisor unpaced without faults on n values, on its
 // own embedded server in dir, sampling each process's peak RSS.
 func Pipeline(ctx context.Context, binDir, dir string, n uint64, batch int) (*Run, error) {
-	port, err := natsx.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "supervisor"),
-		"--rate", "0", "--beats", strconv.FormatUint(n, 10), "--faults", "none", "--batch", strconv.Itoa(batch),
-		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn", "--http", "")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	out, err := os.CreateTemp(dir, "supervisor-*.log")
+	cmd, port, out, err := supervisorCmd(ctx, binDir, dir,
+		"--rate", "0", "--beats", strconv.FormatUint(n, 10), "--batch", strconv.Itoa(batch))
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
 	cpu0 := proc.Rusage(syscall.RUSAGE_CHILDREN)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -414,6 +404,25 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 	return s[min(max(i, 0), len(s)-1)]
 }
 
+// supervisorCmd is bin/supervisor with args, without faults, on its own
+// embedded server (on a free port) in dir, its output in a log file there
+// (the caller closes it).
+func supervisorCmd(ctx context.Context, binDir, dir string, args ...string) (cmd *exec.Cmd, port int, out *os.File, err error) {
+	if port, err = natsx.FreePort(); err != nil {
+		return nil, 0, nil, err
+	}
+	cmd = exec.CommandContext(ctx, filepath.Join(binDir, "supervisor"), append(args, "--faults", "none",
+		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn", "--http", "")...)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, 0, nil, err
+	}
+	if out, err = os.CreateTemp(dir, "supervisor-*.log"); err != nil {
+		return nil, 0, nil, err
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	return cmd, port, out, nil
+}
+
 // stateBucket connects to the pipeline on port once it is up.
 func stateBucket(ctx context.Context, dir string, port int) (jetstream.KeyValue, func(), error) {
 	nc, kv, err := connect(ctx, dir, port)
@@ -456,22 +465,12 @@ func Latency(ctx context.Context, binDir, dir string, beats uint64, rate time.Du
 	if rate < time.Millisecond {
 		return nil, fmt.Errorf("a beat every %s: the supervisor's --rate counts whole milliseconds", rate)
 	}
-	port, err := natsx.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "supervisor"),
-		"--rate", strconv.FormatInt(rate.Milliseconds(), 10), "--beats", strconv.FormatUint(beats, 10), "--faults", "none",
-		"--data-dir", dir, "--nats-listen", fmt.Sprintf("127.0.0.1:%d", port), "--bin-dir", binDir, "--log-level", "warn", "--http", "")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	out, err := os.CreateTemp(dir, "supervisor-*.log")
+	cmd, port, out, err := supervisorCmd(ctx, binDir, dir,
+		"--rate", strconv.FormatInt(rate.Milliseconds(), 10), "--beats", strconv.FormatUint(beats, 10))
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
